@@ -1,0 +1,705 @@
+"""Seeded generator of monthly CSV files in the REES46 "eCommerce behavior data from multi
+category store" format (``2019-Oct.csv``, ``2019-Nov.csv``, ...).
+
+Why a generator: the published files are several gigabytes each, so tests, demos and CI use
+synthetic months instead. Uniform random rows would let the pipeline pass without ever meeting
+what the real data throws at it, so the output copies the real files' shape:
+
+* the exact header, ``YYYY-MM-DD HH:MM:SS UTC`` timestamps in non-decreasing order, int64
+  category ids around 2.05e18 written as exact integers, prices with two decimals;
+* the same event mix (about 94.0 % view, 4.3 % cart, 1.7 % purchase);
+* power-law popularity of products and users, sessions (one UUID per burst of a user's
+  activity) and a daily traffic cycle;
+* a fixed catalogue: every product keeps its category, category code, brand and base price on
+  every row and in every month generated with the same seed;
+* the real files' defects, so the pipeline's handling of them is exercised: empty
+  ``category_code`` (~32 % of rows) and ``brand`` (~14 %), a small share of ``0.00`` prices,
+  rare empty ``user_id`` and ``user_session`` values, and exact duplicate rows (~0.5 %).
+
+Why streamed: a real month holds over 40 million rows. Rows are generated and written in
+chunks of vectorised numpy work, each chunk covering its own contiguous slice of the month, so
+memory depends on the chunk size and never on the number of rows, and output runs at millions
+of rows per second. The file is written under a hidden temporary name in the target directory
+and renamed into place, so a reader watching the directory never sees a half-written file.
+
+The same seed and arguments always give a byte-identical file; different months (or seeds)
+give different data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import functools
+import gzip as gzip_module
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "HEADER",
+    "DEFAULT_ROWS",
+    "DEFAULT_CHUNK_ROWS",
+    "file_name_for",
+    "generate_month",
+    "main",
+]
+
+HEADER = (
+    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+)
+DEFAULT_ROWS = 100_000
+DEFAULT_CHUNK_ROWS = 200_000
+NAME_STYLES = ("mon", "numeric")
+
+# Not `calendar.month_abbr`: that one follows the process locale.
+_MONTH_ABBR = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{2})")
+
+# Shape of the data, taken from the published Oct/Nov 2019 files.
+_EVENT_TYPES = ("view", "cart", "purchase")
+_EVENT_CUTS = (0.940, 0.983)  # cumulative shares: view < 0.940 <= cart < 0.983 <= purchase
+_NULL_CATEGORY_CODE_SHARE = 0.32
+_NULL_BRAND_SHARE = 0.14
+_ZERO_PRICE_SHARE = 0.001
+_EMPTY_USER_ID_SHARE = 0.0001
+_EMPTY_SESSION_SHARE = 0.00001
+_DUPLICATE_SHARE = 0.005
+_MAX_PRICE = 2574.07
+
+_N_PRODUCTS = 60_000
+_PRODUCT_ZIPF_OFFSET = 5.0  # top product gets ~1.6 % of the rows
+_N_CATEGORIES = 650
+_N_USERS = 3_000_000
+_USER_ZIPF_OFFSET = 20.0
+_USER_ID_BASE = 500_000_000
+_USER_ID_SPAN = 100_000_000
+_USER_ID_MULTIPLIER = 37_139_213  # odd and not a multiple of 5: a bijection modulo 10**8
+_MEAN_SESSION_EVENTS = 4.5
+_SAME_PRODUCT_AGAIN = 0.4  # chance an event in a session is about the product of the event before
+_MEAN_EVENT_GAP_SECONDS = 45.0
+_CATEGORY_ID_BASE = 2_053_013_552_226_107_603
+_CATEGORY_ID_SPAN = 122_406_042_867_859_919
+
+# (category code, typical price in the shop or None for "draw one")
+_CATEGORY_CODES: tuple[tuple[str, float | None], ...] = (
+    ("electronics.smartphone", 260.0),
+    ("electronics.audio.headphone", 45.0),
+    ("electronics.audio.acoustic", 90.0),
+    ("electronics.audio.subwoofer", 120.0),
+    ("electronics.audio.microphone", 40.0),
+    ("electronics.audio.music_tools.piano", 300.0),
+    ("electronics.video.tv", 420.0),
+    ("electronics.video.projector", 350.0),
+    ("electronics.clocks", 150.0),
+    ("electronics.tablet", 220.0),
+    ("electronics.telephone", 25.0),
+    ("electronics.camera.photo", 450.0),
+    ("electronics.camera.video", 300.0),
+    ("computers.notebook", 620.0),
+    ("computers.desktop", 700.0),
+    ("computers.components.videocards", 330.0),
+    ("computers.components.cpu", 220.0),
+    ("computers.components.motherboard", 130.0),
+    ("computers.components.memory", 50.0),
+    ("computers.components.hdd", 70.0),
+    ("computers.components.power_supply", 60.0),
+    ("computers.components.cooler", 25.0),
+    ("computers.peripherals.printer", 180.0),
+    ("computers.peripherals.mouse", 15.0),
+    ("computers.peripherals.keyboard", 25.0),
+    ("computers.peripherals.monitor", 200.0),
+    ("computers.network.router", 40.0),
+    ("appliances.kitchen.washer", 320.0),
+    ("appliances.kitchen.refrigerators", 480.0),
+    ("appliances.kitchen.microwave", 90.0),
+    ("appliances.kitchen.kettle", 25.0),
+    ("appliances.kitchen.blender", 45.0),
+    ("appliances.kitchen.coffee_machine", 250.0),
+    ("appliances.kitchen.oven", 380.0),
+    ("appliances.kitchen.hood", 150.0),
+    ("appliances.kitchen.dishwasher", 370.0),
+    ("appliances.kitchen.toster", 30.0),
+    ("appliances.kitchen.mixer", 35.0),
+    ("appliances.environment.vacuum", 160.0),
+    ("appliances.environment.air_conditioner", 420.0),
+    ("appliances.environment.water_heater", 140.0),
+    ("appliances.environment.fan", 30.0),
+    ("appliances.environment.air_heater", 50.0),
+    ("appliances.iron", 40.0),
+    ("appliances.personal.hair_cutter", 30.0),
+    ("appliances.personal.massager", 60.0),
+    ("appliances.sewing_machine", 170.0),
+    ("apparel.shoes", 70.0),
+    ("apparel.shoes.keds", 60.0),
+    ("apparel.shoes.sandals", 35.0),
+    ("apparel.shoes.slipons", 40.0),
+    ("apparel.shoes.step_ins", 45.0),
+    ("apparel.trousers", 40.0),
+    ("apparel.tshirt", 20.0),
+    ("apparel.jeans", 50.0),
+    ("apparel.costume", 60.0),
+    ("apparel.dress", 45.0),
+    ("apparel.skirt", 30.0),
+    ("furniture.living_room.sofa", 450.0),
+    ("furniture.living_room.chair", 80.0),
+    ("furniture.living_room.cabinet", 200.0),
+    ("furniture.bedroom.bed", 350.0),
+    ("furniture.bedroom.pillow", 20.0),
+    ("furniture.kitchen.table", 150.0),
+    ("furniture.bathroom.toilet", 140.0),
+    ("furniture.bathroom.bath", 260.0),
+    ("furniture.universal.light", 35.0),
+    ("kids.toys", 25.0),
+    ("kids.carriage", 250.0),
+    ("kids.skates", 45.0),
+    ("kids.dolls", 30.0),
+    ("kids.swing", 60.0),
+    ("sport.bicycle", 280.0),
+    ("sport.tennis", 60.0),
+    ("sport.snowboard", 220.0),
+    ("sport.ski", 200.0),
+    ("auto.accessories.player", 90.0),
+    ("auto.accessories.videoregister", 70.0),
+    ("auto.accessories.alarm", 120.0),
+    ("auto.accessories.compressor", 40.0),
+    ("auto.accessories.parktronic", 50.0),
+    ("construction.tools.drill", 90.0),
+    ("construction.tools.saw", 110.0),
+    ("construction.tools.welding", 160.0),
+    ("construction.tools.screw", 80.0),
+    ("construction.tools.pump", 120.0),
+    ("construction.components.faucet", 70.0),
+    ("country_yard.lawn_mower", 230.0),
+    ("country_yard.cultivator", 300.0),
+    ("accessories.bag", 40.0),
+    ("accessories.wallet", 20.0),
+    ("accessories.umbrella", 15.0),
+    ("medicine.tools.tonometer", 40.0),
+    ("stationery.cartrige", 30.0),
+)
+
+_BRANDS_BY_FAMILY: dict[str, tuple[str, ...]] = {
+    "electronics": (
+        "samsung", "apple", "xiaomi", "huawei", "oppo", "lg", "sony", "vivo", "honor",
+        "meizu", "jbl", "philips", "canon", "nikon", "lenovo", "realme", "nokia", "acer",
+    ),
+    "computers": (
+        "lenovo", "hp", "asus", "acer", "dell", "apple", "msi", "logitech", "gigabyte",
+        "intel", "amd", "kingston", "seagate", "tp-link", "defender", "a4tech",
+    ),
+    "appliances": (
+        "bosch", "lg", "samsung", "indesit", "beko", "philips", "tefal", "redmond", "polaris",
+        "vitek", "gorenje", "elenberg", "atlant", "haier", "midea", "delonghi", "braun",
+        "electrolux", "candy", "scarlett", "artel", "zanussi",
+    ),
+    "apparel": (
+        "nike", "adidas", "puma", "reebok", "respect", "baden", "rieker", "tamaris", "ecco",
+        "asics", "fila", "skechers", "wonderful", "strobbs",
+    ),
+    "furniture": (
+        "brw", "sonberg", "askona", "dreamline", "bestway", "intex", "cersanit", "roca",
+        "lucente", "novotech",
+    ),
+    "kids": ("lego", "mattel", "hasbro", "chicco", "cybex", "bburago", "hotwheels", "carrello"),
+    "sport": ("stern", "stels", "forward", "nordway", "wilson", "head", "cube", "atemi"),
+    "auto": ("pioneer", "kenwood", "jvc", "alpine", "mystery", "prology", "starline", "pandora"),
+    "construction": (
+        "bosch", "makita", "dewalt", "metabo", "hammer", "interskol", "grohe", "karcher",
+        "sturm", "ryobi",
+    ),
+    "country_yard": ("huter", "champion", "karcher", "gardena", "patriot", "daewoo"),
+    "accessories": ("samsonite", "wenger", "hama", "ritmix", "tigernu", "zepter"),
+    "medicine": ("omron", "and", "microlife", "beurer", "b.well"),
+    "stationery": ("hp", "canon", "epson", "brother", "cactus", "xerox"),
+    # categories without a code
+    "": (
+        "lucente", "cordiant", "nokian", "michelin", "tefal", "artel", "samsung", "xiaomi",
+        "maxwell", "elari", "casio", "garmin", "triangle", "yokohama", "pirelli", "sv",
+        "rondell", "vitek", "maxima", "ardesto",
+    ),
+}
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_UUID_HEX_COLUMNS = np.array(
+    [c for c in range(36) if c not in (8, 13, 18, 23)], dtype=np.intp
+)
+_POW10_9 = 10 ** np.arange(8, -1, -1, dtype=np.int64)
+_POW10_5 = 10 ** np.arange(4, -1, -1, dtype=np.int64)
+_TWO_DIGITS = np.array(
+    [[48 + i // 10, 48 + i % 10] for i in range(100)], dtype=np.uint8
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and validation
+
+
+def _parse_month(month: str) -> tuple[int, int]:
+    match = _MONTH_RE.fullmatch(month) if isinstance(month, str) else None
+    if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
+        raise ValueError(f"Invalid month {month!r}: expected a partition key YYYY-MM, e.g. 2019-10.")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _check_name_style(name_style: str) -> None:
+    if name_style not in NAME_STYLES:
+        raise ValueError(f"Invalid name_style {name_style!r}: expected one of {NAME_STYLES}.")
+
+
+def file_name_for(month: str, name_style: str = "mon", gzip: bool = False) -> str:
+    """The landing file name of a month: ``2019-Oct.csv`` (as published) or ``2019-10.csv``,
+    with ``.gz`` appended when gzip-compressed."""
+    year, number = _parse_month(month)
+    _check_name_style(name_style)
+    stem = f"{year:04d}-{_MONTH_ABBR[number - 1]}" if name_style == "mon" else f"{year:04d}-{number:02d}"
+    return f"{stem}.csv.gz" if gzip else f"{stem}.csv"
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalogue: fixed per seed, shared by every month
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    product_bytes: np.ndarray  # (n_products, width) uint8: "product_id,category_id,code,brand," NUL-padded
+    base_cents: np.ndarray  # (n_products,) int64
+
+
+def _zipf_weights(n: int, offset: float) -> np.ndarray:
+    """Exact probabilities of the ranks drawn by `_zipf_ranks`."""
+    k = np.arange(n, dtype=np.float64)
+    return np.log((k + 1 + offset) / (k + offset)) / np.log((n + offset) / offset)
+
+
+def _zipf_ranks(rng: np.random.Generator, size: int, n: int, offset: float) -> np.ndarray:
+    """Ranks 0..n-1 with P(k) proportional to log((k+1+a)/(k+a)) ~ 1/(k+a): a power law whose
+    inverse CDF is one exp per draw (no table, so the user pool can be large)."""
+    lo, hi = np.log(offset), np.log(n + offset)
+    x = np.exp(lo + rng.random(size) * (hi - lo)) - offset
+    return np.minimum(x.astype(np.int64), n - 1)
+
+
+def _pick_share(weights: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
+    """A random set of items whose weights add up to (nearly exactly) `target`."""
+    chosen = np.zeros(len(weights), dtype=bool)
+    total = 0.0
+    for i in rng.permutation(len(weights)).tolist():
+        w = float(weights[i])
+        if total + w <= target:
+            chosen[i] = True
+            total += w
+            if total >= target * 0.999:
+                break
+    return chosen
+
+
+@functools.lru_cache(maxsize=8)
+def _catalog(seed: int) -> _Catalog:
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0xCA7A106])))
+    popularity = _zipf_weights(_N_PRODUCTS, _PRODUCT_ZIPF_OFFSET)  # product i has rank i
+
+    # Categories: each id has one code (several ids may share a code), sizes are skewed.
+    n_codes = len(_CATEGORY_CODES)
+    cat_code = rng.integers(0, n_codes, _N_CATEGORIES)
+    cat_code[:n_codes] = rng.permutation(n_codes)  # every code is used at least once
+    cat_ids = _CATEGORY_ID_BASE + rng.choice(_CATEGORY_ID_SPAN, _N_CATEGORIES, replace=False)
+    cat_size = rng.lognormal(0.0, 1.2, _N_CATEGORIES)
+    product_cat = rng.choice(_N_CATEGORIES, _N_PRODUCTS, p=cat_size / cat_size.sum())
+
+    cat_weight = np.bincount(product_cat, weights=popularity, minlength=_N_CATEGORIES)
+    cat_no_code = _pick_share(cat_weight, _NULL_CATEGORY_CODE_SHARE, rng)
+
+    # Typical price per category, then per product around it.
+    drawn = rng.lognormal(np.log(45.0), 1.0, _N_CATEGORIES)
+    typical = np.array([_CATEGORY_CODES[c][1] or drawn[i] for i, c in enumerate(cat_code.tolist())])
+    price = typical[product_cat] * rng.lognormal(0.0, 0.55, _N_PRODUCTS)
+    base_cents = np.round(np.clip(price, 0.77, _MAX_PRICE) * 100).astype(np.int64)
+    base_cents[_pick_share(popularity, _ZERO_PRICE_SHARE, rng)] = 0
+
+    no_brand = _pick_share(popularity, _NULL_BRAND_SHARE, rng)
+    brand_pick = rng.random(_N_PRODUCTS)
+
+    product_ids = 1_000_000 + rng.choice(99_000_000, _N_PRODUCTS, replace=False)
+
+    # 1/(j+1)-weighted brand choice: a few brands dominate each family
+    brand_cum = {f: np.cumsum(1.0 / np.arange(1, len(b) + 1)) for f, b in _BRANDS_BY_FAMILY.items()}
+    lines = []
+    for i in range(_N_PRODUCTS):
+        cat = int(product_cat[i])
+        code = "" if cat_no_code[cat] else _CATEGORY_CODES[cat_code[cat]][0]
+        if no_brand[i]:
+            brand = ""
+        else:
+            family = code.split(".", 1)[0]
+            cum = brand_cum[family]
+            j = int(np.searchsorted(cum, brand_pick[i] * cum[-1], side="right"))
+            brand = _BRANDS_BY_FAMILY[family][min(j, len(cum) - 1)]
+        lines.append(f"{product_ids[i]},{cat_ids[cat]},{code},{brand},".encode("ascii"))
+    width = max(len(line) for line in lines)
+    table = np.array(lines, dtype=f"S{width}").view(np.uint8).reshape(_N_PRODUCTS, width)
+    table.setflags(write=False)
+    base_cents.setflags(write=False)
+    return _Catalog(product_bytes=table, base_cents=base_cents)
+
+
+# ---------------------------------------------------------------------------------------------
+# Month-level state
+
+
+@dataclass(frozen=True)
+class _Month:
+    prefix: bytes  # b"2019-10-"
+    seconds: int  # seconds in the month
+    hour_edges: np.ndarray  # seconds at which each hour starts (plus the month's end)
+    hour_cdf: np.ndarray  # share of the month's traffic before each edge
+    price_salt: int
+    user_salt: int
+
+
+def _month_state(year: int, number: int, seed: int, rng: np.random.Generator) -> _Month:
+    days = calendar.monthrange(year, number)[1]
+    hours = np.arange(days * 24)
+    hour_of_day = hours % 24
+    weekday = (calendar.weekday(year, number, 1) + hours // 24) % 7
+    # Daily cycle peaking in the (Moscow) evening, a little less on weekends, some day noise.
+    intensity = (
+        (1.0 + 0.6 * np.cos(2 * np.pi * (hour_of_day - 15) / 24))
+        * np.where(weekday >= 5, 0.9, 1.0)
+        * np.repeat(rng.lognormal(0.0, 0.12, days), 24)
+    )
+    cdf = np.concatenate([[0.0], np.cumsum(intensity)])
+    cdf /= cdf[-1]
+    return _Month(
+        prefix=f"{year:04d}-{number:02d}-".encode("ascii"),
+        seconds=days * 86_400,
+        hour_edges=np.arange(days * 24 + 1, dtype=np.float64) * 3600.0,
+        hour_cdf=cdf,
+        price_salt=int(rng.integers(0, 1 << 20)),
+        user_salt=(seed * 7_919 + 12_345_678) % _USER_ID_SPAN,
+    )
+
+
+def _seconds_at(month: _Month, share: np.ndarray | float) -> np.ndarray:
+    """Second of the month at which `share` of the month's traffic has happened."""
+    return np.floor(np.interp(share, month.hour_cdf, month.hour_edges)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# One chunk of rows
+
+
+@dataclass
+class _Flags:
+    need_duplicate: bool
+    need_empty_user: bool
+
+
+def _sessions(rng: np.random.Generator, rows: int) -> np.ndarray:
+    """Session lengths (>= 1 event each) adding up to exactly `rows`."""
+    p = 1.0 / _MEAN_SESSION_EVENTS
+    lengths = rng.geometric(p, int(rows * p * 1.1) + 16)
+    while lengths.sum() < rows:
+        lengths = np.concatenate([lengths, rng.geometric(p, int(rows * p * 0.2) + 16)])
+    ends = np.cumsum(lengths)
+    last = int(np.searchsorted(ends, rows))
+    lengths = lengths[: last + 1].copy()
+    lengths[-1] -= int(ends[last]) - rows
+    return lengths
+
+
+def _uuids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 36) uint8: random version-4 UUIDs as lower-case ASCII."""
+    raw = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    nibbles = np.empty((n, 32), dtype=np.uint8)
+    nibbles[:, 0::2] = raw >> 4
+    nibbles[:, 1::2] = raw & 0x0F
+    out = np.full((n, 36), ord("-"), dtype=np.uint8)
+    out[:, _UUID_HEX_COLUMNS] = _HEX[nibbles]
+    return out
+
+
+def _chunk_bytes(
+    rng: np.random.Generator,
+    catalog: _Catalog,
+    month: _Month,
+    rows: int,
+    lo: int,
+    hi: int,
+    share_lo: float,
+    share_hi: float,
+    flags: _Flags,
+) -> np.ndarray:
+    """`rows` CSV lines (uint8, newline-terminated) with times in [lo, hi] seconds of the month."""
+    # --- sessions: user, start time, events
+    lengths = _sessions(rng, rows)
+    n_sessions = len(lengths)
+    starts = np.cumsum(lengths) - lengths
+    session_of_row = np.repeat(np.arange(n_sessions), lengths)
+    first = np.zeros(rows, dtype=bool)
+    first[starts] = True
+
+    start_second = _seconds_at(month, share_lo + rng.random(n_sessions) * (share_hi - share_lo))
+    gaps = rng.exponential(_MEAN_EVENT_GAP_SECONDS, rows)
+    gaps[first] = 0.0
+    elapsed = np.cumsum(gaps)
+    elapsed -= np.repeat(elapsed[starts], lengths)
+    seconds = np.clip(start_second[session_of_row] + elapsed.astype(np.int64), lo, hi)
+
+    user_rank = _zipf_ranks(rng, n_sessions, _N_USERS, _USER_ZIPF_OFFSET)
+    user_id = _USER_ID_BASE + (user_rank * _USER_ID_MULTIPLIER + month.user_salt) % _USER_ID_SPAN
+    session_text = _uuids(rng, n_sessions)
+
+    # --- products: a fresh pick, or the product of the event before in the same session
+    fresh = first | (rng.random(rows) >= _SAME_PRODUCT_AGAIN)
+    picked = _zipf_ranks(rng, rows, _N_PRODUCTS, _PRODUCT_ZIPF_OFFSET)
+    product = picked[np.maximum.accumulate(np.where(fresh, np.arange(rows), 0))]
+
+    u = rng.random(rows)
+    event = (u >= _EVENT_CUTS[0]).astype(np.int8) + (u >= _EVENT_CUTS[1])
+
+    # --- time order, then defects (on the ordered rows)
+    order = np.argsort(seconds, kind="stable")
+    empty_user = rng.random(rows) < _EMPTY_USER_ID_SHARE
+    empty_session = rng.random(rows) < _EMPTY_SESSION_SHARE
+    duplicate = rng.random(rows) < _DUPLICATE_SHARE
+    duplicate[0] = False
+    if flags.need_duplicate and rows >= 2 and not duplicate.any():
+        duplicate[int(rng.integers(1, rows))] = True
+    if duplicate.any():
+        flags.need_duplicate = False
+    if flags.need_empty_user:
+        if not (empty_user & ~duplicate).any():
+            originals = np.flatnonzero(~duplicate)
+            empty_user[originals[int(rng.integers(0, len(originals)))]] = True
+        flags.need_empty_user = False
+    # a duplicate repeats the row before it (itself possibly a copy): exact copies, adjacent
+    source = np.maximum.accumulate(np.where(duplicate, 0, np.arange(rows)))
+    take = order[source]
+    empty_user = empty_user[source]
+    empty_session = empty_session[source]
+
+    seconds = seconds[take]
+    product = product[take]
+    event = event[take]
+    session = session_of_row[take]
+    day = seconds // 86_400
+    cents = catalog.base_cents[product]
+    # prices move a little from day to day for some products (discounts), as in the real data
+    h = (product * 2_654_435_761 + (day + month.price_salt) * 97_531) % 1000
+    cents = np.where(h < 120, (cents * (850 + h * 150 // 120) + 500) // 1000, cents)
+
+    # --- render: fixed-width NUL-padded fields in one matrix, then drop the NULs
+    pw = catalog.product_bytes.shape[1]
+    widths = (24, 9, pw, 9, 10, 37)  # time, event, product part, price, user, session (+ separators)
+    offsets = np.cumsum((0,) + widths)
+    out = np.zeros((rows, int(offsets[-1])), dtype=np.uint8)
+
+    o = int(offsets[0])
+    out[:, o : o + 8] = np.frombuffer(month.prefix, dtype=np.uint8)
+    out[:, o + 8 : o + 10] = _TWO_DIGITS[day + 1]
+    out[:, o + 10] = ord(" ")
+    tod = seconds % 86_400
+    out[:, o + 11 : o + 13] = _TWO_DIGITS[tod // 3600]
+    out[:, o + 13] = ord(":")
+    out[:, o + 14 : o + 16] = _TWO_DIGITS[tod // 60 % 60]
+    out[:, o + 16] = ord(":")
+    out[:, o + 17 : o + 19] = _TWO_DIGITS[tod % 60]
+    out[:, o + 19 : o + 24] = np.frombuffer(b" UTC,", dtype=np.uint8)
+
+    o = int(offsets[1])
+    out[:, o : o + 8] = _EVENT_BYTES[event]
+    out[:, o + 8] = ord(",")
+
+    o = int(offsets[2])
+    out[:, o : o + pw] = catalog.product_bytes[product]
+
+    o = int(offsets[3])
+    units = cents // 100
+    digits = (units[:, None] // _POW10_5) % 10
+    keep = units[:, None] >= _POW10_5
+    keep[:, -1] = True
+    out[:, o : o + 5] = np.where(keep, digits + 48, 0)
+    out[:, o + 5] = ord(".")
+    out[:, o + 6 : o + 8] = _TWO_DIGITS[cents % 100]
+    out[:, o + 8] = ord(",")
+
+    o = int(offsets[4])
+    uid = user_id[session]
+    out[:, o : o + 9] = np.where(empty_user[:, None], 0, (uid[:, None] // _POW10_9) % 10 + 48)
+    out[:, o + 9] = ord(",")
+
+    o = int(offsets[5])
+    out[:, o : o + 36] = session_text[session]
+    out[empty_session, o : o + 36] = 0
+    out[:, o + 36] = ord("\n")
+
+    flat = out.reshape(-1)
+    return flat[flat != 0]
+
+
+_EVENT_BYTES = np.array([e.encode() for e in _EVENT_TYPES], dtype="S8").view(np.uint8).reshape(-1, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def generate_month(
+    month: str,
+    rows: int,
+    out_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    gzip: bool = False,
+    name_style: str = "mon",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Path:
+    """Write `rows` events of `month` (``YYYY-MM``) to `out_dir` and return the file's path.
+
+    Streams `chunk_rows` rows at a time and writes through a hidden temporary file in
+    `out_dir` that is renamed into place when complete. ``rows=0`` writes only the header.
+    """
+    year, number = _parse_month(month)
+    _check_name_style(name_style)
+    if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 0:
+        raise ValueError(f"rows must be a non-negative integer, got {rows!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
+    rows, seed, chunk_rows = int(rows), int(seed), int(chunk_rows)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / file_name_for(month, name_style, gzip)
+
+    catalog = _catalog(seed)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, year, number])))
+    state = _month_state(year, number, seed, rng)
+    flags = _Flags(need_duplicate=rows >= 1_000, need_empty_user=rows >= 1_000)
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
+    tmp = Path(tmp_name)
+    try:
+        with open(fd, "wb") as raw:
+            sink = (
+                gzip_module.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0)
+                if gzip
+                else raw
+            )
+            try:
+                sink.write(HEADER.encode("ascii") + b"\n")
+                last_second = state.seconds - 1
+                done = 0
+                lo = 0
+                while done < rows:
+                    n = min(chunk_rows, rows - done)
+                    share_lo, share_hi = done / rows, (done + n) / rows
+                    hi = last_second if done + n == rows else min(int(_seconds_at(state, share_hi)), last_second)
+                    hi = max(hi, lo)
+                    sink.write(_chunk_bytes(rng, catalog, state, n, lo, hi, share_lo, share_hi, flags))
+                    done += n
+                    lo = hi
+            finally:
+                if sink is not raw:
+                    sink.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _month_arg(value: str) -> str:
+    try:
+        _parse_month(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = _non_negative_int(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return number
+
+
+def _has_csv(directory: Path) -> bool:
+    return directory.is_dir() and any(
+        p.is_file() and (p.name.endswith(".csv") or p.name.endswith(".csv.gz"))
+        for p in directory.iterdir()
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="medallion-sample-data",
+        description="Write seeded synthetic REES46-format monthly event CSVs.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="directory to write the files to")
+    parser.add_argument(
+        "--month", required=True, action="append", type=_month_arg,
+        help="month to generate, YYYY-MM; repeat for several",
+    )
+    parser.add_argument(
+        "--rows", type=_non_negative_int, default=DEFAULT_ROWS,
+        help=f"rows per month (default {DEFAULT_ROWS})",
+    )
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--gzip", action="store_true", help="write .csv.gz")
+    parser.add_argument(
+        "--name-style", choices=NAME_STYLES, default="mon",
+        help="2019-Oct.csv (mon, as published) or 2019-10.csv (numeric)",
+    )
+    parser.add_argument(
+        "--chunk-rows", type=_positive_int, default=DEFAULT_CHUNK_ROWS,
+        help=f"rows generated per chunk (default {DEFAULT_CHUNK_ROWS})",
+    )
+    parser.add_argument(
+        "--if-empty", action="store_true",
+        help="do nothing when the directory already holds a *.csv or *.csv.gz file",
+    )
+    args = parser.parse_args(argv)
+
+    if args.if_empty and _has_csv(args.out):
+        print(f"{args.out} already contains CSV files; nothing generated.")
+        return 0
+    for month in args.month:
+        path = generate_month(
+            month, args.rows, args.out, seed=args.seed, gzip=args.gzip,
+            name_style=args.name_style, chunk_rows=args.chunk_rows,
+        )
+        print(f"{path}\t{args.rows} rows")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Column names and types of the source files and of every table.
+
+The source schema is declared, never inferred: the notebook this project replaces used
+``inferSchema``, which scans the whole file once more and turns values that do not fit the
+guessed type into silent nulls. Here every column has one declared type, and a value that does
+not fit it sends its row to ``bronze/events_rejected`` with a reason.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+SOURCE_COLUMNS: tuple[str, ...] = (
+    "event_time",
+    "event_type",
+    "product_id",
+    "category_id",
+    "category_code",
+    "brand",
+    "price",
+    "user_id",
+    "user_session",
+)
+SOURCE_HEADER = ",".join(SOURCE_COLUMNS)
+
+EVENT_TYPES: tuple[str, ...] = ("view", "cart", "remove_from_cart", "purchase")
+
+PRICE_TYPE = T.DecimalType(12, 2)
+MONTH_COLUMN = "month"
+
+# The nine source columns, typed. `event_time` is a UTC instant (Spark TIMESTAMP, stored in Delta
+# as `timestamp` with microsecond precision and UTC adjustment).
+EVENT_FIELDS = [
+    T.StructField("event_time", T.TimestampType(), False),
+    T.StructField("event_type", T.StringType(), False),
+    T.StructField("product_id", T.LongType(), False),
+    T.StructField("category_id", T.LongType(), True),
+    T.StructField("category_code", T.StringType(), True),
+    T.StructField("brand", T.StringType(), True),
+    T.StructField("price", PRICE_TYPE, False),
+    T.StructField("user_id", T.LongType(), True),
+    T.StructField("user_session", T.StringType(), True),
+]
+
+BRONZE_EVENTS_SCHEMA = T.StructType(
+    [
+        *EVENT_FIELDS,
+        T.StructField(MONTH_COLUMN, T.DateType(), False),
+        T.StructField("_source_file", T.StringType(), False),
+        T.StructField("_ingested_at", T.TimestampType(), False),
+    ]
+)
+
+BRONZE_REJECTED_SCHEMA = T.StructType(
+    [
+        T.StructField(MONTH_COLUMN, T.DateType(), False),
+        T.StructField("_source_file", T.StringType(), False),
+        T.StructField("line", T.StringType(), True),
+        T.StructField("reason", T.StringType(), False),
+    ]
+)
+
+SILVER_EVENTS_SCHEMA = BRONZE_EVENTS_SCHEMA
+
+REVENUE_TYPE = T.DecimalType(22, 2)  # what Spark's exact sum of DECIMAL(12,2) yields
+
+GOLD_REVENUE_BY_BRAND_SCHEMA = T.StructType(
+    [
+        T.StructField(MONTH_COLUMN, T.DateType(), False),
+        T.StructField("brand", T.StringType(), True),
+        T.StructField("total_revenue", REVENUE_TYPE, False),
+        T.StructField("purchases", T.LongType(), False),
+    ]
+)
+
+GOLD_DAILY_FUNNEL_SCHEMA = T.StructType(
+    [
+        T.StructField(MONTH_COLUMN, T.DateType(), False),
+        T.StructField("date", T.DateType(), False),
+        T.StructField("views", T.LongType(), False),
+        T.StructField("carts", T.LongType(), False),
+        T.StructField("purchases", T.LongType(), False),
+        T.StructField("distinct_users", T.LongType(), False),
+        T.StructField("conversion", T.DoubleType(), True),
+    ]
+)
+
+
+def column_descriptions() -> dict[str, str]:
+    """Human descriptions shown in the Dagster UI's column schema."""
+    return {
+        "event_time": "When the event happened (UTC).",
+        "event_type": "view, cart, remove_from_cart or purchase.",
+        "product_id": "Product identifier.",
+        "category_id": "Category identifier (int64).",
+        "category_code": "Dotted category path; null when the store had none.",
+        "brand": "Lower-case brand; null when unknown.",
+        "price": "Product price, exact to the cent.",
+        "user_id": "Shopper identifier.",
+        "user_session": "Session UUID.",
+        "month": "First day of the month the row belongs to (partition column).",
+        "_source_file": "Landing file the row was read from.",
+        "_ingested_at": "When the bronze run read the file (UTC).",
+        "line": "The raw source line, exactly as read.",
+        "reason": "Why the line was rejected.",
+        "total_revenue": "Sum of price over purchase events.",
+        "purchases": "Number of purchase events.",
+        "date": "UTC calendar day.",
+        "views": "Number of view events.",
+        "carts": "Number of cart events.",
+        "distinct_users": "Distinct user_id with any event that day.",
+        "conversion": "purchases / views; null on a day without views.",
+    }

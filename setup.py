@@ -1,0 +1,37 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="medallion_assets",
+    version="0.1.0",
+    description="Monthly bronze/silver/gold e-commerce event assets: PySpark computes, Delta Lake stores, Dagster orchestrates.",
+    packages=find_packages(exclude=["medallion_assets_tests", "medallion_assets_tests.*"]),
+    python_requires=">=3.10,<3.14",
+    install_requires=[
+        "dagster>=1.13,<1.14",
+        "dagster-webserver>=1.13,<1.14",
+        "dagster-pyspark>=0.29,<0.30",
+        "dagster-deltalake>=0.29,<0.30",
+        "deltalake>=1.6,<2",
+        "pyspark>=4.0,<4.4",
+        "pyarrow>=18",
+        "polars>=1.0",
+        "numpy>=1.26",
+        # PySpark 4.3 warns on pandas 3; pandas comes in through PySpark's optional paths.
+        "pandas>=2.2,<3",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "selenium>=4.20",
+            "duckdb>=1.1",
+            "psutil>=5.9",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "medallion-sample-data=medallion_assets.sample_data:main",
+            "medallion-top-brands=medallion_assets.report:main",
+        ],
+    },
+)
