@@ -37,8 +37,10 @@ import re
 import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -226,12 +228,17 @@ _BRANDS_BY_FAMILY: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Rendering: rows are assembled from fixed-width pieces in blocks of this many rows.
+_RENDER_ROWS = 32_768
+_TAIL_WIDTH = 47  # "user_id,user_session\n"
+_PRICE_WIDTH = 8  # "2574.07,"
+_EVENT_BYTES = np.array([e.encode() for e in _EVENT_TYPES], dtype="S8").view(np.uint8).reshape(-1, 8)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _UUID_HEX_COLUMNS = np.array(
     [c for c in range(36) if c not in (8, 13, 18, 23)], dtype=np.intp
 )
 _POW10_9 = 10 ** np.arange(8, -1, -1, dtype=np.int64)
-_POW10_5 = 10 ** np.arange(4, -1, -1, dtype=np.int64)
+_POW10_4 = 10 ** np.arange(3, -1, -1, dtype=np.int64)
 _TWO_DIGITS = np.array(
     [[48 + i // 10, 48 + i % 10] for i in range(100)], dtype=np.uint8
 )
@@ -382,7 +389,7 @@ def _month_state(year: int, number: int, seed: int, rng: np.random.Generator) ->
         hour_edges=np.arange(days * 24 + 1, dtype=np.float64) * 3600.0,
         hour_cdf=cdf,
         price_salt=int(rng.integers(0, 1 << 20)),
-        user_salt=(seed * 7_919 + 12_345_678) % _USER_ID_SPAN,
+        user_salt=int(np.random.SeedSequence([seed, 0x05E4]).generate_state(1)[0]) % _USER_ID_SPAN,
     )
 
 
@@ -437,8 +444,9 @@ def _chunk_bytes(
     share_lo: float,
     share_hi: float,
     flags: _Flags,
-) -> np.ndarray:
-    """`rows` CSV lines (uint8, newline-terminated) with times in [lo, hi] seconds of the month."""
+) -> list[np.ndarray]:
+    """`rows` CSV lines (uint8 pieces, newline-terminated) with times in [lo, hi] seconds of the
+    month."""
     # --- sessions: user, start time, events
     lengths = _sessions(rng, rows)
     n_sessions = len(lengths)
@@ -448,15 +456,21 @@ def _chunk_bytes(
     first[starts] = True
 
     start_second = _seconds_at(month, share_lo + rng.random(n_sessions) * (share_hi - share_lo))
-    gaps = rng.exponential(_MEAN_EVENT_GAP_SECONDS, rows)
+    # at least a second between two events of a session: identical rows are then never an accident
+    gaps = 1.0 + rng.exponential(_MEAN_EVENT_GAP_SECONDS - 1.0, rows)
     gaps[first] = 0.0
     elapsed = np.cumsum(gaps)
     elapsed -= np.repeat(elapsed[starts], lengths)
     seconds = np.clip(start_second[session_of_row] + elapsed.astype(np.int64), lo, hi)
 
+    # "user_id,uuid\n" of every session
     user_rank = _zipf_ranks(rng, n_sessions, _N_USERS, _USER_ZIPF_OFFSET)
     user_id = _USER_ID_BASE + (user_rank * _USER_ID_MULTIPLIER + month.user_salt) % _USER_ID_SPAN
-    session_text = _uuids(rng, n_sessions)
+    tail = np.empty((n_sessions, _TAIL_WIDTH), dtype=np.uint8)
+    tail[:, :9] = (user_id[:, None] // _POW10_9) % 10 + 48
+    tail[:, 9] = ord(",")
+    tail[:, 10:46] = _uuids(rng, n_sessions)
+    tail[:, 46] = ord("\n")
 
     # --- products: a fresh pick, or the product of the event before in the same session
     fresh = first | (rng.random(rows) >= _SAME_PRODUCT_AGAIN)
@@ -464,10 +478,10 @@ def _chunk_bytes(
     product = picked[np.maximum.accumulate(np.where(fresh, np.arange(rows), 0))]
 
     u = rng.random(rows)
-    event = (u >= _EVENT_CUTS[0]).astype(np.int8) + (u >= _EVENT_CUTS[1])
+    event = (u >= _EVENT_CUTS[0]).astype(np.intp) + (u >= _EVENT_CUTS[1])
 
-    # --- time order, then defects (on the ordered rows)
-    order = np.argsort(seconds, kind="stable")
+    # --- time order (ties keep session order), then defects on the ordered rows
+    order = np.sort(seconds * rows + np.arange(rows)) % rows
     empty_user = rng.random(rows) < _EMPTY_USER_ID_SHARE
     empty_session = rng.random(rows) < _EMPTY_SESSION_SHARE
     duplicate = rng.random(rows) < _DUPLICATE_SHARE
@@ -491,66 +505,108 @@ def _chunk_bytes(
     product = product[take]
     event = event[take]
     session = session_of_row[take]
-    day = seconds // 86_400
+    day, time_of_day = np.divmod(seconds, 86_400)
     cents = catalog.base_cents[product]
     # prices move a little from day to day for some products (discounts), as in the real data
     h = (product * 2_654_435_761 + (day + month.price_salt) * 97_531) % 1000
     cents = np.where(h < 120, (cents * (850 + h * 150 // 120) + 500) // 1000, cents)
 
-    # --- render: fixed-width NUL-padded fields in one matrix, then drop the NULs
-    pw = catalog.product_bytes.shape[1]
-    widths = (24, 9, pw, 9, 10, 37)  # time, event, product part, price, user, session (+ separators)
-    offsets = np.cumsum((0,) + widths)
-    out = np.zeros((rows, int(offsets[-1])), dtype=np.uint8)
+    # --- render: fixed-width NUL-padded fields in one matrix, then drop the NULs. The fields are
+    # written through a structured view of the matrix, one fixed-size item per row and field;
+    # blocks small enough to stay in the CPU cache.
+    layout = _row_layout(catalog.product_bytes.shape[1])
+    o_tail = layout.fields["tail"][1]
+    template = _row_template(month.prefix, layout)
+    tables = (
+        ("day", _as_items(_TWO_DIGITS), day + 1),
+        ("time", _as_items(_time_of_day_table()), time_of_day),
+        ("event", _as_items(_EVENT_BYTES), event),
+        ("product", _as_items(catalog.product_bytes), product),
+        ("price", _as_items(_price_table()), cents),
+        ("tail", _as_items(tail), session),
+    )
+    block = np.empty((min(rows, _RENDER_ROWS), layout.itemsize), dtype=np.uint8)
+    pieces = []
+    for b0 in range(0, rows, _RENDER_ROWS):
+        b1 = min(b0 + _RENDER_ROWS, rows)
+        out = block[: b1 - b0]
+        out[:] = template
+        fields = out.view(layout).reshape(b1 - b0)
+        for name, table, index in tables:
+            fields[name] = table[index[b0:b1]]
+        out[np.flatnonzero(empty_user[b0:b1]), o_tail : o_tail + 9] = 0
+        out[np.flatnonzero(empty_session[b0:b1]), o_tail + 10 : o_tail + 46] = 0
+        flat = out.reshape(-1)
+        pieces.append(flat[flat != 0])
+    return pieces
 
-    o = int(offsets[0])
-    out[:, o : o + 8] = np.frombuffer(month.prefix, dtype=np.uint8)
-    out[:, o + 8 : o + 10] = _TWO_DIGITS[day + 1]
-    out[:, o + 10] = ord(" ")
-    tod = seconds % 86_400
-    out[:, o + 11 : o + 13] = _TWO_DIGITS[tod // 3600]
-    out[:, o + 13] = ord(":")
-    out[:, o + 14 : o + 16] = _TWO_DIGITS[tod // 60 % 60]
-    out[:, o + 16] = ord(":")
-    out[:, o + 17 : o + 19] = _TWO_DIGITS[tod % 60]
-    out[:, o + 19 : o + 24] = np.frombuffer(b" UTC,", dtype=np.uint8)
 
-    o = int(offsets[1])
-    out[:, o : o + 8] = _EVENT_BYTES[event]
-    out[:, o + 8] = ord(",")
+def _as_items(table: np.ndarray) -> np.ndarray:
+    """A C-contiguous (n, w) uint8 table as n opaque w-byte items (one copy per row on gather)."""
+    return np.ascontiguousarray(table).view(f"V{table.shape[1]}").reshape(len(table))
 
-    o = int(offsets[2])
-    out[:, o : o + pw] = catalog.product_bytes[product]
 
-    o = int(offsets[3])
+@functools.lru_cache(maxsize=8)
+def _row_layout(product_width: int) -> np.dtype:
+    """Byte layout of one rendered row: `YYYY-MM-dd HH:MM:SS UTC,event,product..,price,tail`."""
+    o_product = 33
+    o_price = o_product + product_width
+    o_tail = o_price + _PRICE_WIDTH
+    return np.dtype(
+        {
+            "names": ["day", "time", "event", "product", "price", "tail"],
+            "formats": ["V2", "V8", "V8", f"V{product_width}", f"V{_PRICE_WIDTH}", f"V{_TAIL_WIDTH}"],
+            "offsets": [8, 11, 24, o_product, o_price, o_tail],
+            "itemsize": o_tail + _TAIL_WIDTH,
+        }
+    )
+
+
+def _row_template(prefix: bytes, layout: np.dtype) -> np.ndarray:
+    template = np.zeros(layout.itemsize, dtype=np.uint8)
+    template[:24] = np.frombuffer(prefix + b"dd HH:MM:SS UTC,", dtype=np.uint8)
+    template[32] = ord(",")  # after the NUL-padded event type
+    return template
+
+
+@functools.lru_cache(maxsize=1)
+def _time_of_day_table() -> np.ndarray:
+    """(86400, 8) uint8: "HH:MM:SS" for every second of a day."""
+    s = np.arange(86_400)
+    table = np.empty((86_400, 8), dtype=np.uint8)
+    table[:, 0:2] = _TWO_DIGITS[s // 3600]
+    table[:, 2] = ord(":")
+    table[:, 3:5] = _TWO_DIGITS[s // 60 % 60]
+    table[:, 5] = ord(":")
+    table[:, 6:8] = _TWO_DIGITS[s % 60]
+    table.setflags(write=False)
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def _price_table() -> np.ndarray:
+    """(max cents + 1, 8) uint8: "2574.07," for every price in cents, NUL-padded on the left."""
+    cents = np.arange(int(round(_MAX_PRICE * 100)) + 1, dtype=np.int64)
     units = cents // 100
-    digits = (units[:, None] // _POW10_5) % 10
-    keep = units[:, None] >= _POW10_5
+    digits = (units[:, None] // _POW10_4) % 10 + 48
+    keep = units[:, None] >= _POW10_4
     keep[:, -1] = True
-    out[:, o : o + 5] = np.where(keep, digits + 48, 0)
-    out[:, o + 5] = ord(".")
-    out[:, o + 6 : o + 8] = _TWO_DIGITS[cents % 100]
-    out[:, o + 8] = ord(",")
-
-    o = int(offsets[4])
-    uid = user_id[session]
-    out[:, o : o + 9] = np.where(empty_user[:, None], 0, (uid[:, None] // _POW10_9) % 10 + 48)
-    out[:, o + 9] = ord(",")
-
-    o = int(offsets[5])
-    out[:, o : o + 36] = session_text[session]
-    out[empty_session, o : o + 36] = 0
-    out[:, o + 36] = ord("\n")
-
-    flat = out.reshape(-1)
-    return flat[flat != 0]
-
-
-_EVENT_BYTES = np.array([e.encode() for e in _EVENT_TYPES], dtype="S8").view(np.uint8).reshape(-1, 8)
+    table = np.empty((len(cents), _PRICE_WIDTH), dtype=np.uint8)
+    table[:, :4] = np.where(keep, digits, 0)
+    table[:, 4] = ord(".")
+    table[:, 5:7] = _TWO_DIGITS[cents % 100]
+    table[:, 7] = ord(",")
+    table.setflags(write=False)
+    return table
 
 
 # ---------------------------------------------------------------------------------------------
 # Files
+
+
+def _write_all(sink: BinaryIO, pieces: list[np.ndarray]) -> None:
+    for piece in pieces:
+        sink.write(piece)
 
 
 def generate_month(
@@ -576,7 +632,8 @@ def generate_month(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
-    rows, seed, chunk_rows = int(rows), int(seed), int(chunk_rows)
+    # a chunk of at least two rows can always hold the guaranteed duplicate
+    rows, seed, chunk_rows = int(rows), int(seed), max(int(chunk_rows), 2)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -596,22 +653,33 @@ def generate_month(
                 if gzip
                 else raw
             )
-            try:
-                sink.write(HEADER.encode("ascii") + b"\n")
-                last_second = state.seconds - 1
-                done = 0
-                lo = 0
-                while done < rows:
-                    n = min(chunk_rows, rows - done)
-                    share_lo, share_hi = done / rows, (done + n) / rows
-                    hi = last_second if done + n == rows else min(int(_seconds_at(state, share_hi)), last_second)
-                    hi = max(hi, lo)
-                    sink.write(_chunk_bytes(rng, catalog, state, n, lo, hi, share_lo, share_hi, flags))
-                    done += n
-                    lo = hi
-            finally:
-                if sink is not raw:
-                    sink.close()
+            # One writer thread overlaps the file I/O (and gzip) with generating the next chunk;
+            # at most one chunk waits to be written, so memory stays bounded.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample-data-writer") as writer:
+                try:
+                    sink.write(HEADER.encode("ascii") + b"\n")
+                    pending = None
+                    last_second = state.seconds - 1
+                    done = lo = 0
+                    while done < rows:
+                        n = min(chunk_rows, rows - done)
+                        share_lo, share_hi = done / rows, (done + n) / rows
+                        if done + n == rows:
+                            hi = last_second
+                        else:
+                            hi = max(lo, min(int(_seconds_at(state, share_hi)), last_second))
+                        data = _chunk_bytes(rng, catalog, state, n, lo, hi, share_lo, share_hi, flags)
+                        if pending is not None:
+                            pending.result()
+                        pending = writer.submit(_write_all, sink, data)
+                        del data
+                        done += n
+                        lo = hi
+                    if pending is not None:
+                        pending.result()
+                finally:
+                    if sink is not raw:
+                        writer.submit(sink.close).result()
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, 0o644)

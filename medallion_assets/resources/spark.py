@@ -44,7 +44,7 @@ def local_defaults(master: str) -> dict[str, str]:
         "spark.sql.adaptive.enabled": "true",
         # Spark's _SUCCESS markers and summary files are meaningless in a Delta table.
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
-        "spark.hadoop.parquet.enable.summary-metadata": "false",
+        "spark.hadoop.parquet.summary.metadata.level": "NONE",
     }
     if master.startswith("local"):
         defaults.update(

@@ -1,0 +1,174 @@
+"""`SparkDeltaIOManager` through real Dagster materializations into a temporary warehouse."""
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import AssetIn, BackfillPolicy, DagsterInstance, asset, materialize
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+
+from medallion_assets.io.delta_io_manager import MissingUpstreamData, SparkDeltaIOManager
+from medallion_assets.partitions import monthly_partitions
+from medallion_assets.resources.spark import SparkSessionResource
+
+# Rows each month's materialization writes; tests change it to see what a re-run replaces.
+VALUES: dict[str, list[int]] = {}
+ROWS_OUTSIDE_WINDOW = {"enabled": False}
+
+
+@asset(key=["test", "numbers"], partitions_def=monthly_partitions, metadata={"partition_expr": "month"},
+       backfill_policy=BackfillPolicy.single_run())
+def numbers(context, spark: SparkSessionResource):
+    rows = []
+    for key in context.partition_keys:
+        month = dt.date.fromisoformat(key + "-01")
+        rows += [(value, month, dt.datetime(month.year, month.month, 2, tzinfo=dt.timezone.utc)) for value in VALUES[key]]
+    if ROWS_OUTSIDE_WINDOW["enabled"]:
+        rows.append((-1, dt.date(2021, 1, 1), dt.datetime(2021, 1, 2, tzinfo=dt.timezone.utc)))
+    return spark.spark_session.createDataFrame(rows, "value bigint, month date, at timestamp")
+
+
+@asset(key=["test", "doubled"], ins={"numbers": AssetIn(key=["test", "numbers"])},
+       partitions_def=monthly_partitions, metadata={"partition_expr": "month"},
+       backfill_policy=BackfillPolicy.single_run())
+def doubled(numbers):
+    return numbers.withColumn("value", F.col("value") * 2)
+
+
+@asset(key=["test", "numbers"], partitions_def=monthly_partitions, metadata={"partition_expr": "month"})
+def failing_numbers(spark: SparkSessionResource):
+    frame = spark.spark_session.createDataFrame(
+        [(i, dt.date(2019, 10, 1), None) for i in range(100)], "value bigint, month date, at timestamp"
+    )
+    # Fails inside the executors, in the middle of writing the Parquet files.
+    return frame.withColumn("value", F.when(F.col("value") < 99, F.col("value")).otherwise(F.raise_error(F.lit("boom"))))
+
+
+@pytest.fixture
+def resources(tmp_path, spark):
+    session = SparkSessionResource()
+    return {"spark": session, "io_manager": SparkDeltaIOManager(root_uri=str(tmp_path / "wh"), spark=session)}
+
+
+def run(assets, resources, *, key=None, start=None, end=None, raise_on_error=True, instance=None):
+    tags = {}
+    if start:
+        tags = {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
+    return materialize(assets, resources=resources, partition_key=key, tags=tags,
+                       raise_on_error=raise_on_error, instance=instance or DagsterInstance.ephemeral())
+
+
+def table_dir(tmp_path, name="numbers") -> Path:
+    return tmp_path / "wh" / "test" / name
+
+
+def data_files(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in directory.rglob("*.parquet")}
+
+
+def test_round_trip_through_an_upstream_and_a_downstream_asset(tmp_path, resources):
+    VALUES.update({"2019-10": [1, 2, 3]})
+    result = run([numbers, doubled], resources, key="2019-10")
+    assert result.success
+    frame = pl.read_delta(str(table_dir(tmp_path, "doubled"))).sort("value")
+    assert frame["value"].to_list() == [2, 4, 6]
+    assert frame["month"].to_list() == [dt.date(2019, 10, 1)] * 3
+    assert frame.schema["at"] == pl.Datetime("us", "UTC")
+    table = DeltaTable(str(table_dir(tmp_path)))
+    assert table.metadata().partition_columns == ["month"]
+    metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
+    assert metadata["dagster/row_count"].value == 3
+    assert metadata["dagster/partition_row_count"].value == 3
+    assert [c.name for c in metadata["dagster/column_schema"].schema.columns] == ["value", "month", "at"]
+    assert metadata["delta/version"].value == 0
+    assert metadata["delta/table_uri"].value == str(table_dir(tmp_path))
+    commit = table.history(1)[0]
+    assert commit["dagster_run_id"] == result.run_id
+    assert commit["dagster_asset_key"] == "test/numbers"
+    assert commit["dagster_partitions"] == "2019-10...2019-10"
+    assert not (table_dir(tmp_path) / "_staging").exists() or not any((table_dir(tmp_path) / "_staging").iterdir())
+
+
+def test_rematerializing_one_month_leaves_the_other_months_files_identical(tmp_path, resources):
+    VALUES.update({"2019-10": [1, 2], "2019-11": [10, 20, 30]})
+    run([numbers], resources, key="2019-10")
+    run([numbers], resources, key="2019-11")
+    november_before = {k: v for k, v in data_files(table_dir(tmp_path)).items() if "2019-11-01" in k}
+    VALUES["2019-10"] = [7]
+    result = run([numbers], resources, key="2019-10")
+    files_after = data_files(table_dir(tmp_path))
+    assert {k: v for k, v in files_after.items() if "2019-11-01" in k} == november_before
+    frame = pl.read_delta(str(table_dir(tmp_path))).sort("value")
+    assert frame["value"].to_list() == [7, 10, 20, 30]
+    assert DeltaTable(str(table_dir(tmp_path))).version() == 2
+    metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
+    assert metadata["dagster/row_count"].value == 4 and metadata["dagster/partition_row_count"].value == 1
+
+
+def test_a_month_range_is_one_commit_replacing_exactly_those_months(tmp_path, resources):
+    VALUES.update({"2019-10": [1], "2019-11": [2], "2019-12": [3]})
+    run([numbers], resources, start="2019-10", end="2019-12")
+    assert DeltaTable(str(table_dir(tmp_path))).version() == 0
+    VALUES.update({"2019-10": [100], "2019-11": [200, 201], "2019-12": [300]})
+    result = run([numbers, doubled], resources, start="2019-11", end="2019-12")
+    table = DeltaTable(str(table_dir(tmp_path)))
+    assert table.version() == 1  # one transaction for two months
+    assert table.history(1)[0]["dagster_partitions"] == "2019-11...2019-12"
+    assert sorted(pl.read_delta(str(table_dir(tmp_path)))["value"].to_list()) == [1, 200, 201, 300]
+    # The downstream asset read only the two months of the run.
+    assert sorted(pl.read_delta(str(table_dir(tmp_path, "doubled")))["value"].to_list()) == [400, 402, 600]
+    metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
+    assert metadata["rows_per_month"].value == {"2019-11": 2, "2019-12": 1}
+
+
+def test_a_write_failing_in_the_executors_leaves_the_table_and_its_files_unchanged(tmp_path, resources):
+    VALUES.update({"2019-10": [1, 2]})
+    run([numbers], resources, key="2019-10")
+    before = data_files(table_dir(tmp_path))
+    result = run([failing_numbers], resources, key="2019-10", raise_on_error=False)
+    assert not result.success
+    assert "boom" in str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert DeltaTable(str(table_dir(tmp_path))).version() == 0
+    assert data_files(table_dir(tmp_path)) == before
+    assert sorted(pl.read_delta(str(table_dir(tmp_path)))["value"].to_list()) == [1, 2]
+
+
+def test_a_failing_commit_removes_the_files_it_wrote(tmp_path, resources):
+    VALUES.update({"2019-10": [1, 2]})
+    run([numbers], resources, key="2019-10")
+    before = data_files(table_dir(tmp_path))
+
+    @asset(key=["test", "numbers"], partitions_def=monthly_partitions, metadata={"partition_expr": "month"})
+    def numbers_with_another_schema(spark: SparkSessionResource):
+        return spark.spark_session.createDataFrame([("x", dt.date(2019, 10, 1))], "value string, month date")
+
+    result = run([numbers_with_another_schema], resources, key="2019-10", raise_on_error=False)
+    assert not result.success
+    assert "differs from the table's" in str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert data_files(table_dir(tmp_path)) == before
+    assert DeltaTable(str(table_dir(tmp_path))).version() == 0
+
+
+def test_rows_outside_the_runs_months_are_refused(tmp_path, resources):
+    VALUES.update({"2019-10": [1]})
+    ROWS_OUTSIDE_WINDOW["enabled"] = True
+    try:
+        result = run([numbers], resources, key="2019-10", raise_on_error=False)
+    finally:
+        ROWS_OUTSIDE_WINDOW["enabled"] = False
+    assert not result.success
+    assert "outside the run's partitions" in str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert not (table_dir(tmp_path) / "_delta_log").exists()
+    assert data_files(table_dir(tmp_path)) == {}
+
+
+def test_reading_a_month_that_was_never_written_names_it(tmp_path, resources):
+    VALUES.update({"2019-10": [1]})
+    run([numbers], resources, key="2019-10")
+    with pytest.raises(MissingUpstreamData, match="no data for 2019-11"):
+        run([numbers.to_source_asset(), doubled], resources, key="2019-11")

@@ -1,0 +1,339 @@
+"""Tests of the synthetic REES46-format month generator (no Spark)."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import datetime as dt
+import gzip
+import io
+import os
+import re
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from medallion_assets import sample_data
+from medallion_assets.sample_data import file_name_for, generate_month, main
+
+HEADER = (
+    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+)
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
+PRICE_RE = re.compile(r"^\d+\.\d{2}$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+INT_RE = re.compile(r"^[1-9][0-9]*$")
+
+
+def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        return next(reader), list(reader)
+
+
+@pytest.fixture(scope="module")
+def october(tmp_path_factory) -> tuple[Path, list[list[str]]]:
+    """20,000 rows of 2019-10, small chunks so several chunk boundaries are crossed."""
+    path = generate_month("2019-10", 20_000, tmp_path_factory.mktemp("oct"), seed=7, chunk_rows=3_000)
+    header, rows = read_rows(path)
+    assert header == HEADER.split(",")
+    return path, rows
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> list[list[str]]:
+    path = generate_month("2019-11", 100_000, tmp_path_factory.mktemp("nov"), seed=3)
+    return read_rows(path)[1]
+
+
+# --- file format -----------------------------------------------------------------------------
+
+
+def test_file_name_and_raw_bytes(october):
+    path, rows = october
+    assert path.name == "2019-Oct.csv"
+    data = path.read_bytes()
+    assert data.startswith(HEADER.encode() + b"\n")  # exact header, no BOM, no index column
+    assert b"\r" not in data and b"\x00" not in data
+    assert data.endswith(b"\n") and data.count(b"\n") == 20_001
+    data.decode("utf-8")
+    assert len(rows) == 20_000
+    assert all(len(r) == 9 for r in rows)
+    assert b'"' not in data  # nothing needed quoting
+
+
+def test_event_times_inside_month_and_ordered(october):
+    _, rows = october
+    times = [dt.datetime.strptime(r[0], TIME_FORMAT) for r in rows]
+    assert min(times) >= dt.datetime(2019, 10, 1)
+    assert max(times) < dt.datetime(2019, 11, 1)
+    assert all(a <= b for a, b in zip(times, times[1:]))
+    # spread over the whole month, not bunched in one chunk's slice
+    assert len({t.day for t in times}) == 31
+
+
+def test_event_type_mix(october):
+    _, rows = october
+    counts = collections.Counter(r[1] for r in rows)
+    assert set(counts) <= {"view", "cart", "purchase"}
+    assert 0.92 <= counts["view"] / len(rows) <= 0.96
+    assert 0.03 <= counts["cart"] / len(rows) <= 0.06
+    assert 0.010 <= counts["purchase"] / len(rows) <= 0.025
+
+
+def test_prices(october, big):
+    _, rows = october
+    assert all(PRICE_RE.match(r[6]) for r in rows)
+    prices = sorted(float(r[6]) for r in big)
+    assert "0.00" in {r[6] for r in big}
+    assert prices[-1] <= 2600
+    median = prices[len(prices) // 2]
+    assert 20 <= median <= 300 and prices[int(len(prices) * 0.99)] > 4 * median  # long tail
+
+
+def test_ids_are_exact_integers(october):
+    _, rows = october
+    for r in rows:
+        assert INT_RE.match(r[2]) and 1_000_000 <= int(r[2]) < 100_000_000
+        assert INT_RE.match(r[3]) and int(r[3]) > 2 * 10**18 and int(r[3]) < 2**63
+        assert r[7] == "" or (INT_RE.match(r[7]) and 500_000_000 <= int(r[7]) < 600_000_000)
+
+
+def test_category_code_and_brand_shape_and_null_shares(october):
+    _, rows = october
+    codes = [r[4] for r in rows]
+    brands = [r[5] for r in rows]
+    assert all(re.fullmatch(r"[a-z_]+(\.[a-z_]+)+", c) for c in codes if c)
+    assert all(b == b.lower() and "," not in b for b in brands)
+    assert 0.25 <= codes.count("") / len(rows) <= 0.39
+    assert 0.08 <= brands.count("") / len(rows) <= 0.20
+    assert "electronics.smartphone" in codes
+
+
+def test_empty_user_ids_duplicates_and_sessions(october):
+    _, rows = october
+    assert any(r[7] == "" for r in rows)
+    tuples = [tuple(r) for r in rows]
+    duplicates = len(tuples) - len(set(tuples))
+    assert 1 <= duplicates <= 0.012 * len(rows)
+    # copies are emitted next to the original
+    assert any(a == b for a, b in zip(tuples, tuples[1:]))
+    sessions = [r[8] for r in rows if r[8]]
+    assert all(UUID_RE.match(s) for s in sessions)
+    assert len(set(sessions)) < 0.5 * len(sessions)  # sessions hold several events
+    users_of_session = collections.defaultdict(set)
+    for r in rows:
+        if r[7] and r[8]:
+            users_of_session[r[8]].add(r[7])
+    assert all(len(users) == 1 for users in users_of_session.values())
+
+
+def test_guarantees_hold_for_small_files(tmp_path):
+    _, rows = read_rows(generate_month("2019-12", 1_000, tmp_path, seed=11, chunk_rows=1))
+    assert len(rows) == 1_000
+    assert any(r[7] == "" for r in rows)
+    assert len({tuple(r) for r in rows}) < len(rows)
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+
+
+def test_products_have_fixed_attributes_and_power_law_popularity(october, big):
+    _, rows = october
+    for sample in (rows, big):
+        attributes = {}
+        for r in sample:
+            assert attributes.setdefault(r[2], (r[3], r[4], r[5])) == (r[3], r[4], r[5])
+        counts = collections.Counter(r[2] for r in sample)
+        top = sum(n for _, n in counts.most_common(max(1, len(counts) // 100)))
+        assert top / len(sample) > 0.15  # the top 1 % of products draw a large share
+        assert len(counts) > 1_000
+
+
+def test_catalogue_is_shared_across_months_of_a_seed(tmp_path):
+    months = [read_rows(generate_month(m, 5_000, tmp_path, seed=5))[1] for m in ("2019-10", "2019-11")]
+    oct_products = {r[2]: (r[3], r[4], r[5]) for r in months[0]}
+    nov_products = {r[2]: (r[3], r[4], r[5]) for r in months[1]}
+    common = oct_products.keys() & nov_products.keys()
+    assert len(common) > 100
+    assert all(oct_products[p] == nov_products[p] for p in common)
+
+
+# --- determinism and variants ----------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_bytes(tmp_path):
+    a = generate_month("2019-10", 5_000, tmp_path / "a", seed=1)
+    b = generate_month("2019-10", 5_000, tmp_path / "b", seed=1)
+    c = generate_month("2019-10", 5_000, tmp_path / "c", seed=2)
+    d = generate_month("2019-11", 5_000, tmp_path / "d", seed=1)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    assert read_rows(a)[1][:50] != read_rows(d)[1][:50]
+
+
+def test_gzip_round_trips_and_matches_plain(tmp_path):
+    plain = generate_month("2019-10", 3_000, tmp_path / "plain", seed=4)
+    packed = generate_month("2019-10", 3_000, tmp_path / "gz", seed=4, gzip=True)
+    again = generate_month("2019-10", 3_000, tmp_path / "gz2", seed=4, gzip=True)
+    assert packed.name == "2019-Oct.csv.gz"
+    with gzip.open(packed, "rb") as f:
+        assert f.read() == plain.read_bytes()
+    assert packed.read_bytes() == again.read_bytes()  # no timestamp in the gzip header
+
+
+def test_numeric_name_style_and_file_names(tmp_path):
+    path = generate_month("2020-02", 2_000, tmp_path, name_style="numeric")
+    assert path == tmp_path / "2020-02.csv"
+    times = [dt.datetime.strptime(r[0], TIME_FORMAT) for r in read_rows(path)[1]]
+    assert dt.datetime(2020, 2, 1) <= min(times) and max(times) < dt.datetime(2020, 3, 1)
+    assert file_name_for("2019-10") == "2019-Oct.csv"
+    assert file_name_for("2019-11", gzip=True) == "2019-Nov.csv.gz"
+    assert file_name_for("2019-01", "numeric", True) == "2019-01.csv.gz"
+    with pytest.raises(ValueError):
+        file_name_for("2019-10", "long")
+
+
+@pytest.mark.parametrize(
+    "month", ["2019-13", "2019-00", "19-10", "2019-1", "../x", "2019-10/..", "2019-10\n", "", "2019/10"]
+)
+def test_invalid_month_raises(tmp_path, month):
+    with pytest.raises(ValueError):
+        generate_month(month, 10, tmp_path)
+    with pytest.raises(ValueError):
+        file_name_for(month)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_invalid_arguments_raise(tmp_path):
+    with pytest.raises(ValueError):
+        generate_month("2019-10", -1, tmp_path)
+    with pytest.raises(ValueError):
+        generate_month("2019-10", 10, tmp_path, name_style="iso")
+    with pytest.raises(ValueError):
+        generate_month("2019-10", 10, tmp_path, chunk_rows=0)
+
+
+def test_zero_rows_writes_header_only(tmp_path):
+    path = generate_month("2019-10", 0, tmp_path)
+    assert path.read_bytes() == HEADER.encode() + b"\n"
+
+
+# --- atomic write ----------------------------------------------------------------------------
+
+
+def test_written_through_hidden_temp_file(tmp_path, monkeypatch):
+    renames = []
+    real_replace = os.replace
+
+    def spying_replace(src, dst):
+        src, dst = Path(src), Path(dst)
+        assert src.parent == dst.parent == tmp_path
+        assert src.name.startswith(".")
+        assert not dst.exists()  # nothing under the final name before the rename
+        assert src.read_bytes().count(b"\n") == 2_001  # complete before it is renamed
+        renames.append((src, dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(sample_data.os, "replace", spying_replace)
+    path = generate_month("2019-10", 2_000, tmp_path, chunk_rows=500)
+    assert renames == [(renames[0][0], path)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2019-Oct.csv"]
+
+
+def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
+    real_chunk = sample_data._chunk_bytes
+    calls = []
+
+    def failing_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(sample_data, "_chunk_bytes", failing_chunk)
+    with pytest.raises(RuntimeError):
+        generate_month("2019-10", 5_000, tmp_path, chunk_rows=1_000, gzip=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- streaming -------------------------------------------------------------------------------
+
+
+def test_memory_does_not_grow_with_rows(tmp_path):
+    generate_month("2019-10", 1_000, tmp_path, seed=9)  # build the cached catalogue first
+    peaks = {}
+    tracemalloc.start()
+    try:
+        for rows in (100_000, 400_000):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            path = generate_month("2019-11", rows, tmp_path / str(rows), seed=9, chunk_rows=20_000)
+            peaks[rows] = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert path.stat().st_size > 40_000_000
+    assert peaks[400_000] < 1.5 * peaks[100_000]
+    assert peaks[400_000] < path.stat().st_size / 2  # the month never sits in memory
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def test_cli_writes_months_and_reports_them(tmp_path, capsys):
+    out = tmp_path / "landing"
+    code = main(["--out", str(out), "--month", "2019-10", "--month", "2019-11", "--rows", "1500", "--seed", "2"])
+    assert code in (0, None)
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["2019-Nov.csv", "2019-Oct.csv"]
+    for name in ("2019-Oct.csv", "2019-Nov.csv"):
+        assert str(out / name) in printed
+        assert len(read_rows(out / name)[1]) == 1_500
+    assert printed.count("1500") == 2
+    assert (out / "2019-Oct.csv").read_bytes() == generate_month("2019-10", 1_500, tmp_path / "api", seed=2).read_bytes()
+
+
+def test_cli_variants(tmp_path, capsys):
+    main(["--out", str(tmp_path), "--month", "2019-12", "--rows", "10", "--gzip", "--name-style", "numeric"])
+    assert [p.name for p in tmp_path.iterdir()] == ["2019-12.csv.gz"]
+    with gzip.open(tmp_path / "2019-12.csv.gz", "rt") as f:
+        assert len(list(csv.reader(io.StringIO(f.read())))) == 11
+
+
+def test_cli_if_empty(tmp_path, capsys):
+    out = tmp_path / "landing"
+    main(["--out", str(out), "--month", "2019-10", "--rows", "100", "--if-empty"])  # dir absent
+    assert [p.name for p in out.iterdir()] == ["2019-Oct.csv"]
+    capsys.readouterr()
+    main(["--out", str(out), "--month", "2019-11", "--rows", "100", "--if-empty"])
+    assert [p.name for p in out.iterdir()] == ["2019-Oct.csv"]
+    assert capsys.readouterr().out.strip()  # says why nothing was written
+
+    gz_only = tmp_path / "gz"
+    gz_only.mkdir()
+    (gz_only / "2019-Oct.csv.gz").write_bytes(b"")
+    main(["--out", str(gz_only), "--month", "2019-11", "--rows", "100", "--if-empty"])
+    assert [p.name for p in gz_only.iterdir()] == ["2019-Oct.csv.gz"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    main(["--out", str(other), "--month", "2019-11", "--rows", "100", "--if-empty"])
+    assert sorted(p.name for p in other.iterdir()) == ["2019-Nov.csv", "notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--month", "2019-10", "--rows", "-1"],
+        ["--month", "2019-13"],
+        ["--month", "2019-10", "--name-style", "iso"],
+        ["--month", "2019-10", "--rows", "many"],
+        [],
+    ],
+)
+def test_cli_rejects_bad_arguments(tmp_path, argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path), *argv])
+    assert exc.value.code == 2
+    assert list(tmp_path.iterdir()) == []

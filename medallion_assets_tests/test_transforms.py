@@ -1,0 +1,177 @@
+"""The transformations on hand-made rows: no Dagster, no files, one shared Spark session."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import Row
+
+from medallion_assets.schema import (
+    BRONZE_EVENTS_SCHEMA,
+    BRONZE_REJECTED_SCHEMA,
+    GOLD_DAILY_FUNNEL_SCHEMA,
+    GOLD_REVENUE_BY_BRAND_SCHEMA,
+    SOURCE_HEADER,
+)
+from medallion_assets.transforms import (
+    accepted_events,
+    clean_events,
+    daily_funnel,
+    parse_events,
+    rejected_events,
+    revenue_by_brand,
+)
+
+OCT = dt.date(2019, 10, 1)
+INGESTED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+UTC = dt.timezone.utc
+GOOD = "2019-10-01 00:00:07 UTC,view,1004856,2053013555631882655,electronics.smartphone,samsung,130.76,543272936,8187d148-3c41-46d4-b0c0-9c08cd9dc564"
+
+
+def parse(spark, lines, month=OCT):
+    frame = spark.createDataFrame([(line,) for line in lines], "value string")
+    parsed = parse_events(frame, month=month, source_file="2019-Oct.csv", ingested_at=INGESTED)
+    return accepted_events(parsed), rejected_events(parsed)
+
+
+def test_a_valid_line_is_typed_exactly(spark):
+    events, rejected = parse(spark, [SOURCE_HEADER, GOOD])
+    assert rejected.count() == 0
+    assert events.schema == BRONZE_EVENTS_SCHEMA or [f.dataType for f in events.schema] == [
+        f.dataType for f in BRONZE_EVENTS_SCHEMA
+    ]
+    row = events.collect()[0]
+    assert row.event_time.astimezone(UTC) == dt.datetime(2019, 10, 1, 0, 0, 7, tzinfo=UTC)
+    assert row.product_id == 1004856
+    assert row.category_id == 2053013555631882655  # int64, not a rounded double
+    assert row.price == Decimal("130.76")
+    assert row.user_id == 543272936
+    assert row.month == OCT
+    assert row._source_file == "2019-Oct.csv"
+    assert row._ingested_at.astimezone(UTC) == INGESTED
+
+
+def test_event_time_is_the_same_utc_instant_whatever_the_session_time_zone(spark):
+    previous = spark.conf.get("spark.sql.session.timeZone")
+    try:
+        spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+        events, _ = parse(spark, ["2019-10-01 00:30:00 UTC,view,1,2,,,1.00,3,s"])
+        row = events.selectExpr("unix_seconds(event_time) AS s").collect()[0]
+        funnel = daily_funnel(clean_events(events)).collect()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", previous)
+    assert row.s == int(dt.datetime(2019, 10, 1, 0, 30, tzinfo=UTC).timestamp())
+    # 00:30 UTC is still 30 September in Los Angeles; the funnel counts it on the UTC day.
+    assert [r.date for r in funnel] == [dt.date(2019, 10, 1)]
+
+
+def test_empty_fields_become_nulls_and_quoted_commas_are_kept(spark):
+    line = '2019-10-01 00:00:07 UTC,view,1,2,,"acme, inc",1.00,,'
+    events, rejected = parse(spark, [line])
+    assert rejected.count() == 0
+    row = events.collect()[0]
+    assert row.category_code is None and row.user_id is None and row.user_session is None
+    assert row.brand == "acme, inc"
+
+
+def test_bom_header_and_blank_lines_are_not_data(spark):
+    events, rejected = parse(spark, ["\ufeff" + SOURCE_HEADER, "", "  ", GOOD])
+    assert events.count() == 1 and rejected.count() == 0
+
+
+MALFORMED = {
+    GOOD.rsplit(",", 1)[0]: "expected 9 fields, found 8",
+    GOOD + ",extra": "expected 9 fields, found 10",
+    "bad line": "expected 9 fields, found 1",
+    GOOD.replace("2019-10-01 00:00:07 UTC", "2019-10-01T00:00:07"): "event_time is not",
+    GOOD.replace("2019-10-01 00:00:07 UTC", ""): "missing event_time",
+    GOOD.replace("2019-10-01 00:00:07 UTC", "2019-11-01 00:00:00 UTC"): "outside month 2019-10",
+    GOOD.replace(",view,", ",click,"): "unknown event_type: 'click'",
+    GOOD.replace(",1004856,", ",10x4856,"): "product_id is not an integer: '10x4856'",
+    GOOD.replace(",2053013555631882655,", ",1e18,"): "category_id is not an integer",
+    GOOD.replace(",130.76,", ",abc,"): "price is not a non-negative amount",
+    GOOD.replace(",130.76,", ",-1.00,"): "price is not a non-negative amount",
+    GOOD.replace(",130.76,", ",1.234,"): "price is not a non-negative amount",
+    GOOD.replace(",543272936,", ",5.5,"): "user_id is not an integer: '5.5'",
+}
+
+
+def test_malformed_lines_are_rejected_with_their_raw_text_and_reason(spark):
+    events, rejected = parse(spark, [GOOD, *MALFORMED, GOOD])
+    assert events.count() == 2
+    rows = {r.line: r for r in rejected.collect()}
+    assert set(rows) == set(MALFORMED)
+    for line, reason in MALFORMED.items():
+        assert reason in rows[line].reason, (line, rows[line].reason)
+        assert rows[line].month == OCT and rows[line]._source_file == "2019-Oct.csv"
+    assert [f.name for f in rejected.schema] == [f.name for f in BRONZE_REJECTED_SCHEMA]
+
+
+def _event(time, kind, user=1, brand="apple", price="10.00", product=1, session="s"):
+    return Row(
+        event_time=dt.datetime.fromisoformat(time).replace(tzinfo=UTC),
+        event_type=kind,
+        product_id=product,
+        category_id=2053013555631882655,
+        category_code="electronics.smartphone",
+        brand=brand,
+        price=Decimal(price),
+        user_id=user,
+        user_session=session,
+        month=OCT,
+        _source_file="2019-Oct.csv",
+        _ingested_at=INGESTED,
+    )
+
+
+def bronze(spark, rows):
+    return spark.createDataFrame(rows, BRONZE_EVENTS_SCHEMA)
+
+
+def test_silver_drops_null_users_and_exact_duplicates_only(spark):
+    rows = [
+        _event("2019-10-01 10:00:00", "view", user=1),
+        _event("2019-10-01 10:00:00", "view", user=1),  # exact duplicate
+        _event("2019-10-01 10:00:00", "view", user=1, session="other"),  # differs in one column
+        _event("2019-10-01 11:00:00", "view", user=None),
+    ]
+    silver = clean_events(bronze(spark, rows)).collect()
+    assert len(silver) == 2
+    assert {r.user_session for r in silver} == {"s", "other"}
+    assert all(r.user_id is not None for r in silver)
+
+
+def test_revenue_counts_purchases_only_exactly_and_keeps_null_brand(spark):
+    rows = [
+        _event("2019-10-01 10:00:00", "view", brand="apple", price="999.99"),
+        _event("2019-10-01 10:00:01", "cart", brand="apple", price="999.99"),
+        _event("2019-10-01 10:00:02", "purchase", brand="apple", price="0.10"),
+        _event("2019-10-01 10:00:03", "purchase", brand="apple", price="0.20"),
+        _event("2019-10-01 10:00:04", "purchase", brand=None, price="5.05"),
+        _event("2019-10-01 10:00:05", "purchase", brand=None, price="0.00"),
+        _event("2019-10-01 10:00:06", "view", brand="samsung", price="100.00"),
+    ]
+    revenue = revenue_by_brand(bronze(spark, rows))
+    assert [f.dataType for f in revenue.schema] == [f.dataType for f in GOLD_REVENUE_BY_BRAND_SCHEMA]
+    got = {r.brand: (r.total_revenue, r.purchases) for r in revenue.collect()}
+    # 0.10 + 0.20 is exactly 0.30 in DECIMAL (a double sum would give 0.30000000000000004).
+    assert got == {"apple": (Decimal("0.30"), 2), None: (Decimal("5.05"), 2)}
+
+
+def test_daily_funnel_counts_each_kind_users_and_conversion(spark):
+    rows = [
+        _event("2019-10-01 10:00:00", "view", user=1),
+        _event("2019-10-01 11:00:00", "view", user=2),
+        _event("2019-10-01 12:00:00", "view", user=2, product=2),
+        _event("2019-10-01 12:30:00", "cart", user=2),
+        _event("2019-10-01 13:00:00", "purchase", user=2),
+        _event("2019-10-02 00:00:00", "cart", user=3),
+    ]
+    funnel = daily_funnel(bronze(spark, rows))
+    assert [f.dataType for f in funnel.schema] == [f.dataType for f in GOLD_DAILY_FUNNEL_SCHEMA]
+    got = {r.date: r for r in funnel.collect()}
+    first, second = got[dt.date(2019, 10, 1)], got[dt.date(2019, 10, 2)]
+    assert (first.views, first.carts, first.purchases, first.distinct_users) == (3, 1, 1, 2)
+    assert first.conversion == pytest.approx(1 / 3)
+    assert (second.views, second.carts, second.purchases, second.distinct_users) == (0, 1, 0, 1)
+    assert second.conversion is None
