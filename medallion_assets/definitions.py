@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor, load_assets_from_modules
+from dagster import (
+    AssetSelection,
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+    load_assets_from_modules,
+)
 
 from medallion_assets.assets import bronze, gold, silver
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
-from medallion_assets.partitions import monthly_partitions
 from medallion_assets.resources.landing import LandingDirectory
 from medallion_assets.resources.spark import SparkSessionResource
 
@@ -17,7 +22,6 @@ all_assets = load_assets_from_modules([bronze, silver, gold])
 medallion_job = define_asset_job(
     "medallion_monthly",
     selection=AssetSelection.all(),
-    partitions_def=monthly_partitions,
     description="Bronze, silver and gold for one month (or a range of months in one run).",
 )
 

@@ -1,0 +1,41 @@
+from dagster import AssetKey
+
+from medallion_assets.definitions import defs
+
+EXPECTED = {
+    ("bronze", "events"): "bronze",
+    ("bronze", "events_rejected"): "bronze",
+    ("silver", "events"): "silver",
+    ("gold", "revenue_by_brand"): "gold",
+    ("gold", "daily_funnel"): "gold",
+}
+
+
+def test_every_asset_is_defined_with_its_group_kinds_and_description():
+    graph = defs.resolve_asset_graph()
+    assert {tuple(k.path) for k in graph.get_all_asset_keys()} == set(EXPECTED)
+    for path, group in EXPECTED.items():
+        node = graph.get(AssetKey(list(path)))
+        assert node.group_name == group
+        assert {"spark", "delta"} <= set(node.kinds)
+        assert node.description and len(node.description) > 40
+        assert node.partitions_def.get_partition_keys()[0] == "2019-10"
+        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
+
+
+def test_lineage_is_bronze_to_silver_to_gold():
+    graph = defs.resolve_asset_graph()
+    assert graph.get(AssetKey(["silver", "events"])).parent_keys == {AssetKey(["bronze", "events"])}
+    for gold in ("revenue_by_brand", "daily_funnel"):
+        assert graph.get(AssetKey(["gold", gold])).parent_keys == {AssetKey(["silver", "events"])}
+
+
+def test_runs_execute_in_one_process_so_steps_share_one_spark_session():
+    job = defs.resolve_job_def("medallion_monthly")
+    assert job.executor_def.name == "in_process"
+    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
+
+
+def test_the_io_manager_and_the_assets_share_one_spark_resource():
+    resources = defs.resources
+    assert resources["io_manager"].spark is resources["spark"]
