@@ -232,7 +232,9 @@ _BRANDS_BY_FAMILY: dict[str, tuple[str, ...]] = {
 _RENDER_ROWS = 32_768
 _TAIL_WIDTH = 47  # "user_id,user_session\n"
 _PRICE_WIDTH = 8  # "2574.07,"
-_EVENT_BYTES = np.array([e.encode() for e in _EVENT_TYPES], dtype="S8").view(np.uint8).reshape(-1, 8)
+_EVENT_BYTES = (
+    np.array([e.encode() for e in _EVENT_TYPES], dtype="S8").view(np.uint8).reshape(-1, 8)
+)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _UUID_HEX_COLUMNS = np.array(
     [c for c in range(36) if c not in (8, 13, 18, 23)], dtype=np.intp
@@ -251,7 +253,9 @@ _TWO_DIGITS = np.array(
 def _parse_month(month: str) -> tuple[int, int]:
     match = _MONTH_RE.fullmatch(month) if isinstance(month, str) else None
     if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
-        raise ValueError(f"Invalid month {month!r}: expected a partition key YYYY-MM, e.g. 2019-10.")
+        raise ValueError(
+            f"Invalid month {month!r}: expected a partition key YYYY-MM, e.g. 2019-10."
+        )
     return int(match.group(1)), int(match.group(2))
 
 
@@ -265,7 +269,10 @@ def file_name_for(month: str, name_style: str = "mon", gzip: bool = False) -> st
     with ``.gz`` appended when gzip-compressed."""
     year, number = _parse_month(month)
     _check_name_style(name_style)
-    stem = f"{year:04d}-{_MONTH_ABBR[number - 1]}" if name_style == "mon" else f"{year:04d}-{number:02d}"
+    if name_style == "mon":
+        stem = f"{year:04d}-{_MONTH_ABBR[number - 1]}"
+    else:
+        stem = f"{year:04d}-{number:02d}"
     return f"{stem}.csv.gz" if gzip else f"{stem}.csv"
 
 
@@ -275,7 +282,8 @@ def file_name_for(month: str, name_style: str = "mon", gzip: bool = False) -> st
 
 @dataclass(frozen=True)
 class _Catalog:
-    product_bytes: np.ndarray  # (n_products, width) uint8: "product_id,category_id,code,brand," NUL-padded
+    # (n_products, width) uint8: "product_id,category_id,category_code,brand," NUL-padded
+    product_bytes: np.ndarray
     base_cents: np.ndarray  # (n_products,) int64
 
 
@@ -461,7 +469,15 @@ def _chunk_bytes(
     gaps[first] = 0.0
     elapsed = np.cumsum(gaps)
     elapsed -= np.repeat(elapsed[starts], lengths)
-    seconds = np.clip(start_second[session_of_row] + elapsed.astype(np.int64), lo, hi)
+    elapsed = elapsed.astype(np.int64)
+    # a session that would run past the chunk's slice starts as much earlier as it would
+    # overrun (no pile-up of clipped events on the slice's last second); only a session longer
+    # than the slice is clipped
+    latest_start = hi - elapsed[starts + lengths - 1]
+    start_second = np.where(
+        start_second > latest_start, np.maximum(2 * latest_start - start_second, lo), start_second
+    )
+    seconds = np.clip(start_second[session_of_row] + elapsed, lo, hi)
 
     # "user_id,uuid\n" of every session
     user_rank = _zipf_ranks(rng, n_sessions, _N_USERS, _USER_ZIPF_OFFSET)
@@ -555,7 +571,9 @@ def _row_layout(product_width: int) -> np.dtype:
     return np.dtype(
         {
             "names": ["day", "time", "event", "product", "price", "tail"],
-            "formats": ["V2", "V8", "V8", f"V{product_width}", f"V{_PRICE_WIDTH}", f"V{_TAIL_WIDTH}"],
+            "formats": [
+                "V2", "V8", "V8", f"V{product_width}", f"V{_PRICE_WIDTH}", f"V{_TAIL_WIDTH}"
+            ],
             "offsets": [8, 11, 24, o_product, o_price, o_tail],
             "itemsize": o_tail + _TAIL_WIDTH,
         }
@@ -604,9 +622,51 @@ def _price_table() -> np.ndarray:
 # Files
 
 
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
 def _write_all(sink: BinaryIO, pieces: list[np.ndarray]) -> None:
     for piece in pieces:
         sink.write(piece)
+
+
+def _write_rows(
+    sink: BinaryIO,
+    rows: int,
+    chunk_rows: int,
+    rng: np.random.Generator,
+    catalog: _Catalog,
+    month: _Month,
+) -> None:
+    """The header and `rows` rows, chunk by chunk; each chunk covers the slice of the month's
+    seconds that matches its share of the rows, so times never go back across chunks."""
+    flags = _Flags(need_duplicate=rows >= 1_000, need_empty_user=rows >= 1_000)
+    sink.write(HEADER.encode("ascii") + b"\n")
+    last_second = month.seconds - 1
+    # One writer thread overlaps the file I/O (and gzip) with generating the next chunk; at most
+    # one chunk waits to be written, so memory stays bounded.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample-data-writer") as writer:
+        pending = None
+        done = lo = 0
+        while done < rows:
+            n = min(chunk_rows, rows - done)
+            share_lo, share_hi = done / rows, (done + n) / rows
+            if done + n == rows:
+                hi = last_second
+            else:
+                hi = max(lo, min(int(_seconds_at(month, share_hi)), last_second))
+            pieces = _chunk_bytes(rng, catalog, month, n, lo, hi, share_lo, share_hi, flags)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(_write_all, sink, pieces)
+            del pieces
+            done += n
+            lo = hi
+        if pending is not None:
+            pending.result()
 
 
 def generate_month(
@@ -626,14 +686,10 @@ def generate_month(
     """
     year, number = _parse_month(month)
     _check_name_style(name_style)
-    if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 0:
-        raise ValueError(f"rows must be a non-negative integer, got {rows!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
+    rows = _check_int("rows", rows, 0)
+    seed = _check_int("seed", seed, 0)
     # a chunk of at least two rows can always hold the guaranteed duplicate
-    rows, seed, chunk_rows = int(rows), int(seed), max(int(chunk_rows), 2)
+    chunk_rows = max(_check_int("chunk_rows", chunk_rows, 1), 2)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -642,7 +698,6 @@ def generate_month(
     catalog = _catalog(seed)
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, year, number])))
     state = _month_state(year, number, seed, rng)
-    flags = _Flags(need_duplicate=rows >= 1_000, need_empty_user=rows >= 1_000)
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
     tmp = Path(tmp_name)
@@ -653,33 +708,11 @@ def generate_month(
                 if gzip
                 else raw
             )
-            # One writer thread overlaps the file I/O (and gzip) with generating the next chunk;
-            # at most one chunk waits to be written, so memory stays bounded.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample-data-writer") as writer:
-                try:
-                    sink.write(HEADER.encode("ascii") + b"\n")
-                    pending = None
-                    last_second = state.seconds - 1
-                    done = lo = 0
-                    while done < rows:
-                        n = min(chunk_rows, rows - done)
-                        share_lo, share_hi = done / rows, (done + n) / rows
-                        if done + n == rows:
-                            hi = last_second
-                        else:
-                            hi = max(lo, min(int(_seconds_at(state, share_hi)), last_second))
-                        data = _chunk_bytes(rng, catalog, state, n, lo, hi, share_lo, share_hi, flags)
-                        if pending is not None:
-                            pending.result()
-                        pending = writer.submit(_write_all, sink, data)
-                        del data
-                        done += n
-                        lo = hi
-                    if pending is not None:
-                        pending.result()
-                finally:
-                    if sink is not raw:
-                        writer.submit(sink.close).result()
+            try:
+                _write_rows(sink, rows, chunk_rows, rng, catalog, state)
+            finally:
+                if sink is not raw:
+                    sink.close()
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, 0o644)
