@@ -1,0 +1,10 @@
+"""The medallion layers, one module each."""
+
+import warnings
+
+from dagster import BetaWarning
+
+# Every Spark asset uses BackfillPolicy.single_run() on purpose: a backfill of N months is one run,
+# one Spark session and one Delta commit per table. Dagster flags the parameter as beta at every
+# definition; say so once here instead of on every load of the code location.
+warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy`", category=BetaWarning)

@@ -92,7 +92,11 @@ class SparkSessionResource(LazyPySparkResource):
                 existing.conf.set(key, value)
             self._spark_session = existing
             return
-        builder = SparkSession.builder.master(self.resolved_master()).appName(self.app_name)
+        master = self.resolved_master()
+        if master.startswith("local"):
+            # A local session serves this machine only: bind to loopback, not the first interface.
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = SparkSession.builder.master(master).appName(self.app_name)
         for key, value in self.effective_config().items():
             builder = builder.config(key, value)
         self._spark_session = builder.getOrCreate()
