@@ -118,28 +118,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label}: {value:.2f}")
     print(f"  {args.small_rows:,}-row month end to end (target <= 15 s): {results['pipeline_small'].seconds:.1f} s")
 
-    row = (
-        f"| {dt.date.today().isoformat()} | {args.rows:,} ({size_mb:,.0f} MiB) | "
-        + " | ".join(f"{results[k].seconds:.1f}" for k in ("pipeline", "plain_spark", "notebook", "duckdb"))
-        + " | " + " | ".join(f"{v:.2f}" for v in ratios.values())
-        + f" | {results['pipeline_small'].seconds:.1f} | {results['pipeline'].peak_python_mb:.0f} / "
-        f"{results['pipeline'].peak_jvm_mb:.0f} | {machine()} |\n"
-    )
+    block = [
+        f"\n### One month, {dt.date.today().isoformat()} — {args.rows:,} rows ({size_mb:,.0f} MiB CSV)\n",
+        f"Machine: {machine()}\n",
+        "| run | seconds | peak Python MiB | peak JVM MiB |",
+        "|---|---|---|---|",
+    ]
+    labels = {"pipeline": "(a) Dagster pipeline (dagster CLI)", "plain_spark": "(b) plain Spark script",
+              "notebook": "(c) notebook approach", "duckdb": "(d) DuckDB",
+              "pipeline_small": f"(e) pipeline, {args.small_rows:,}-row month"}
+    for key, label in labels.items():
+        m = results[key]
+        block.append(f"| {label} | {m.seconds:.1f} | {m.peak_python_mb:.0f} | {m.peak_jvm_mb:.0f} |")
+    block.append("")
+    block += [f"- {label}: **{value:.2f}**" for label, value in ratios.items()]
+    block.append(f"- {args.small_rows:,}-row month end to end (target <= 15 s): **{results['pipeline_small'].seconds:.1f} s**")
     if not args.results.exists():
         args.results.write_text(RESULTS_HEADER)
     with open(args.results, "a") as handle:
-        handle.write(row)
+        handle.write("\n".join(block) + "\n")
     print(f"Appended to {args.results}")
     return 0
 
 
 RESULTS_HEADER = """# Benchmark results
 
-Rows appended by `make bench` (benchmarks/bench.py). Times are wall seconds for one month, JVM start
-included; memory is the peak RSS of the pipeline's Python driver and its JVM.
-
-| date | rows (CSV size) | pipeline s | plain Spark s | notebook s | DuckDB s | pipeline/plain | notebook/pipeline | pipeline/DuckDB | 1k-row month s | pipeline peak MiB python / JVM | machine |
-|---|---|---|---|---|---|---|---|---|---|---|---|
+Appended by `make bench` (benchmarks/bench.py) and `make bench-scale` (benchmarks/scale.py). Times
+are wall seconds, JVM start included; memory is the peak RSS of the Python driver and of the JVM.
 """
 
 

@@ -1,0 +1,114 @@
+"""`make bench-scale`: the pipeline at full size and over a year, on this machine.
+
+    python benchmarks/scale.py [--full-rows 42448764] [--year-rows 1000000] [--skip-full] [--skip-year]
+
+1. A full-size month (the real October has 42,448,764 rows, 5.7 GB) generated in the exact source
+   format and materialized through the dagster CLI: wall time, peak RSS of the Python driver and of
+   the driver JVM (whose heap is capped by spark.driver.memory).
+2. Twelve months of --year-rows rows each: one single-run backfill (one Spark session, one commit
+   per table) against twelve separate one-month runs.
+Results are appended to RESULTS.md.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from medallion_assets.partitions import monthly_partitions
+from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.sample_data import generate_month
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench import machine  # noqa: E402
+from measure import run_measured  # noqa: E402
+
+BIN = Path(sys.executable).parent
+YEAR = [k for k in monthly_partitions.get_partition_keys() if "2019-10" <= k <= "2020-09"]
+
+
+def ensure_months(directory: Path, months: list[str], rows: int) -> None:
+    marker = directory / "rows.json"
+    want = {"rows": rows, "months": months}
+    if marker.exists() and json.loads(marker.read_text()) == want:
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    for month in months:
+        generate_month(month, rows, directory, seed=11)
+    marker.write_text(json.dumps(want))
+
+
+def materialize(name: str, landing: Path, warehouse: Path, work: Path, partition_args: list[str]):
+    home = work / f"{name}_home"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    env = dict(os.environ, MEDALLION_LANDING_DIR=str(landing), MEDALLION_WAREHOUSE_DIR=str(warehouse),
+               DAGSTER_HOME=str(home))
+    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "medallion_assets.definitions",
+               "--select", "*", *partition_args]
+    result = run_measured(name, command, env=env, log_path=str(work / f"{name}.log"))
+    if result.returncode:
+        raise SystemExit(f"{name} failed, see {work / (name + '.log')}")
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full-rows", type=int, default=42_448_764)
+    parser.add_argument("--year-rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-full", action="store_true")
+    parser.add_argument("--skip-year", action="store_true")
+    parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    work = args.work.resolve()
+    heap = SparkSessionResource(master="local[*]").effective_config().get("spark.driver.memory", "1g")
+    lines = []
+
+    if not args.skip_full:
+        landing = work / "landing_full"
+        ensure_months(landing, ["2019-10"], args.full_rows)
+        size_gb = (landing / "2019-Oct.csv").stat().st_size / 1e9
+        warehouse = work / "warehouse_full"
+        shutil.rmtree(warehouse, ignore_errors=True)
+        m = materialize("full_month", landing, warehouse, work, ["--partition", "2019-10"])
+        shutil.rmtree(warehouse, ignore_errors=True)
+        text = (f"Full-size month: {args.full_rows:,} rows ({size_gb:.2f} GB CSV) end to end in {m.seconds:.0f} s; "
+                f"peak RSS Python driver {m.peak_python_mb:.0f} MiB, driver JVM {m.peak_jvm_mb:.0f} MiB "
+                f"(heap capped at spark.driver.memory={heap})")
+        print(text, flush=True)
+        lines.append(text)
+
+    if not args.skip_year:
+        landing = work / "landing_year"
+        ensure_months(landing, YEAR, args.year_rows)
+        warehouse = work / "warehouse_year_single"
+        shutil.rmtree(warehouse, ignore_errors=True)
+        single = materialize("year_single_run", landing, warehouse, work,
+                             ["--partition-range", f"{YEAR[0]}...{YEAR[-1]}"])
+        separate_seconds = 0.0
+        warehouse = work / "warehouse_year_separate"
+        shutil.rmtree(warehouse, ignore_errors=True)
+        for month in YEAR:
+            separate_seconds += materialize(f"year_{month}", landing, warehouse, work,
+                                            ["--partition", month]).seconds
+        text = (f"12-month backfill ({args.year_rows:,} rows a month): one single run {single.seconds:.0f} s "
+                f"(peak JVM {single.peak_jvm_mb:.0f} MiB) vs 12 separate runs {separate_seconds:.0f} s "
+                f"({separate_seconds / single.seconds:.2f}x)")
+        print(text, flush=True)
+        lines.append(text)
+
+    with open(args.results, "a") as handle:
+        handle.write(f"\n### Scale, {dt.date.today().isoformat()} — {machine()}\n\n")
+        for line in lines:
+            handle.write(f"- {line}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
