@@ -2,10 +2,11 @@
 
 dagster-pyspark's resources create a session and never stop it, and Dagster's default
 multiprocess executor would start one JVM per step. This resource extends
-`dagster_pyspark.LazyPySparkResource` (lazy: a run that touches no Spark pays no JVM start) so
-that a run owns exactly one session: created on first use, shared by all the run's steps (the
-project runs Spark assets with the in-process executor), and stopped when the run ends — like a
-Databricks job cluster, never an idle interactive one.
+`dagster_pyspark.PySparkResource` (so code written against it keeps working) and changes its
+lifecycle: a run owns exactly one session, created on first use (a run or a sensor evaluation that
+touches no Spark pays no JVM start, as with dagster-pyspark's `LazyPySparkResource`), shared by
+all the run's steps (the project runs Spark assets with the in-process executor), and stopped when
+the run ends — like a Databricks job cluster, never an idle interactive one.
 
 If a session already exists in the process (a notebook, or a test suite's shared session), the
 run reuses it and leaves it running: it stops only what it started.
@@ -17,7 +18,7 @@ import os
 from typing import Any
 
 from dagster import InitResourceContext
-from dagster_pyspark import LazyPySparkResource
+from dagster_pyspark import PySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
@@ -57,7 +58,7 @@ def local_defaults(master: str) -> dict[str, str]:
     return defaults
 
 
-class SparkSessionResource(LazyPySparkResource):
+class SparkSessionResource(PySparkResource):
     """One Spark session per Dagster run, created lazily and stopped when the run ends.
 
     ``master`` defaults to ``$MEDALLION_SPARK_MASTER`` or ``local[*]``, read when the session is
@@ -101,6 +102,18 @@ class SparkSessionResource(LazyPySparkResource):
             builder = builder.config(key, value)
         self._spark_session = builder.getOrCreate()
         self._owns_session = True
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Nothing at run start: the session is created by the first step that asks for it."""
+
+    @property
+    def spark_session(self) -> SparkSession:
+        self._init_session()
+        return self._spark_session
+
+    @property
+    def spark_context(self):
+        return self.spark_session.sparkContext
 
     @property
     def owns_session(self) -> bool:
