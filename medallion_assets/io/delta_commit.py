@@ -9,6 +9,15 @@ files, never with the number of rows.
 The Delta transaction log stays the single source of truth: a file that is not named by a
 committed add action does not exist for any reader (Spark via this project, delta-rs, polars,
 DuckDB), which is what makes a failed or killed write invisible.
+
+Concurrent writers are arbitrated here rather than by delta-rs's conflict checker, which does not
+scope a partition overwrite made with ``create_write_transaction`` to its partitions: it rejects a
+writer of another month whenever the winner replaced files ("a concurrent transaction deleted data
+this operation read"), yet lets two first writers of the same month both commit, which doubles
+that month. So each attempt commits with delta-rs retries off; when another writer took the next
+version, the commits made since the write started are read from the log: if none added or removed
+rows of this write's partitions the commit is retried on the new snapshot, otherwise the write
+fails with `ConcurrentWriteError` and the other writer's data stays as committed.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import decimal
 import json
 import math
 import posixpath
+import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,16 +37,25 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
 # Delta's convention (and Spark's): string statistics are prefixes of at most 32 characters. Rather
 # than truncate a max (which would then be below real values), longer strings get no min/max.
 _MAX_STAT_STRING = 32
 
+# The version a write "started from" when the table did not exist yet.
+NO_TABLE = -1
+
 
 class SchemaMismatchError(ValueError):
     """The data to write does not have the table's schema."""
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another writer committed rows of the same partitions while this write was in progress.
+
+    Nothing of this write was committed; the table holds the other writer's data, whole."""
 
 
 @dataclass(frozen=True)
@@ -172,8 +191,100 @@ def open_table(table_uri: str, storage_options: Mapping[str, str] | None = None)
         return None
 
 
+def table_version(table_uri: str, storage_options: Mapping[str, str] | None = None) -> int:
+    """The table's current version, `NO_TABLE` when there is none. A writer records it before it
+    starts writing so that its commit can tell what other writers committed meanwhile."""
+    table = open_table(table_uri, storage_options)
+    return NO_TABLE if table is None else table.version()
+
+
 def table_arrow_schema(table: DeltaTable) -> pa.Schema:
     return pa.schema(table.schema().to_arrow())
+
+
+def _log_actions(fs: pafs.FileSystem, table_path: str, version: int) -> list[dict]:
+    """The actions of one commit, read from its JSON file in ``_delta_log``."""
+    path = posixpath.join(table_path, "_delta_log", f"{version:020d}.json")
+    with fs.open_input_stream(path) as handle:
+        text = handle.read().decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+_ANY_PARTITION = "*"
+
+
+def _touched_partition(action: Mapping[str, object], partition_column: str | None) -> str:
+    """The partition value whose rows an add/remove action changes (`_ANY_PARTITION` for a
+    whole-table write or when it cannot be told, which then counts as touching every one)."""
+    if partition_column is None:
+        return _ANY_PARTITION
+    values = action.get("partitionValues")
+    if isinstance(values, Mapping) and partition_column in values:
+        value = values[partition_column]
+        return "<null>" if value is None else str(value)
+    prefix = f"{partition_column}="
+    for part in str(action.get("path", "")).split("/")[:-1]:
+        if part.startswith(prefix):
+            return part[len(prefix):]
+    return _ANY_PARTITION
+
+
+def check_no_conflicting_commits(
+    table_uri: str,
+    started_from: int,
+    current: int,
+    partition_column: str | None,
+    partitions: Sequence[str] | None,
+) -> None:
+    """Raise `ConcurrentWriteError` if a commit after ``started_from`` (up to ``current``) added or
+    removed rows of ``partitions`` (of any partition when None).
+
+    Commits that change no data (compaction, vacuum) do not conflict: an overwrite replaces
+    whatever files hold its partitions when it commits.
+    """
+    fs, table_path = filesystem_for(table_uri)
+    wanted = set(partitions) if partitions is not None else None
+    for version in range(started_from + 1, current + 1):
+        try:
+            actions = _log_actions(fs, table_path, version)
+        except (FileNotFoundError, OSError) as error:
+            raise ConcurrentWriteError(
+                f"{table_uri}: cannot read commit {version} made while this write was in "
+                f"progress, so cannot tell whether it touched the same data ({error}). Nothing of "
+                "this write was committed; run it again."
+            ) from error
+        info: Mapping[str, object] = {}
+        touched: set[str] = set()
+        for action in actions:
+            if "commitInfo" in action:
+                info = action["commitInfo"]
+            for kind in ("add", "remove"):
+                body = action.get(kind)
+                if isinstance(body, Mapping) and body.get("dataChange", True):
+                    touched.add(_touched_partition(body, partition_column))
+        if not touched:
+            continue
+        if wanted is None:
+            what = "rows of the table"
+        elif _ANY_PARTITION in touched:
+            what = f"rows it cannot place in a {partition_column} (so possibly of this write's)"
+        elif touched & wanted:
+            what = ", ".join(f"{partition_column}={v}" for v in sorted(touched & wanted))
+        else:
+            continue
+        who = info.get("dagster_run_id")
+        by = f"Dagster run {who}" if who else f"a {info.get('operation', 'write')} operation"
+        raise ConcurrentWriteError(
+            f"{table_uri}: {by} committed {what} as version {version} while this write of the "
+            f"same data was in progress (it started from version {started_from}). Nothing of "
+            "this write was committed: the table keeps that commit, whole. Run this write again "
+            "if its data should replace it."
+        )
+
+
+def _backoff(attempt: int) -> None:
+    """Spread retries out so that writers that collided do not collide again in lockstep."""
+    time.sleep(min(0.05 * 2 ** (attempt - 1), 2.0) * random.uniform(0.5, 1.5))
 
 
 def commit_files(
@@ -187,6 +298,7 @@ def commit_files(
     storage_options: Mapping[str, str] | None = None,
     name: str | None = None,
     description: str | None = None,
+    read_version: int | None = None,
     max_commit_retries: int = 15,
 ) -> int:
     """Commit ``files`` to the table as ONE transaction and return the new table version.
@@ -196,59 +308,80 @@ def commit_files(
       (single) partition column and add ``files`` — the months of the run and nothing else.
     - ``replace_partitions`` None: replace the whole table.
 
-    Concurrent writers of other partitions are retried by delta-rs's conflict checker; a
-    concurrent writer of the same partition makes this commit fail rather than mix the two.
+    ``read_version`` is the table version the write started from (`table_version` before writing
+    any file; `NO_TABLE` if there was no table); None means "the version found now". A commit by
+    another writer since then that changed rows of the same partitions (of any, for a whole-table
+    write) raises `ConcurrentWriteError`; commits of other partitions only make this commit retry
+    on the newer snapshot, up to ``max_commit_retries`` times.
     """
     schema = nullable(schema)
     options = dict(storage_options or {})
-    properties = CommitProperties(
-        custom_metadata=dict(custom_metadata or {}), max_commit_retries=max_commit_retries
-    )
+    properties = CommitProperties(custom_metadata=dict(custom_metadata or {}), max_commit_retries=0)
     if replace_partitions is not None and len(partition_by) != 1:
         raise ValueError("replace_partitions needs exactly one partition column")
-    table = open_table(table_uri, options)
-    if table is None:
+    partition_column = partition_by[0] if replace_partitions is not None else None
+    partitions = sorted(set(replace_partitions)) if replace_partitions is not None else None
+    started_from = read_version
+    for attempt in range(max_commit_retries + 1):
+        if attempt:
+            _backoff(attempt)
+        table = open_table(table_uri, options)
+        if table is None:
+            try:
+                create_table_with_add_actions(
+                    table_uri,
+                    DeltaSchema.from_arrow(schema),
+                    [f.add_action() for f in files],
+                    mode="error",
+                    partition_by=list(partition_by) or None,
+                    name=name,
+                    description=description,
+                    storage_options=options or None,
+                    commit_properties=properties,
+                )
+                return 0
+            except Exception:
+                if open_table(table_uri, options) is None:
+                    raise
+                # Another first writer created the table: from here on, an ordinary conflict.
+                started_from = NO_TABLE if started_from is None else started_from
+                continue
+        current = table.version()
+        if started_from is None:
+            started_from = current
+        check_no_conflicting_commits(table_uri, started_from, current, partition_column, partitions)
+        existing = table_arrow_schema(table)
+        if _schema_fields(existing) != _schema_fields(schema):
+            raise SchemaMismatchError(
+                f"Refusing to write {table_uri}: the data's schema {_schema_fields(schema)} "
+                f"differs from the table's {_schema_fields(existing)}. Drop or migrate the "
+                "table first."
+            )
+        if list(table.metadata().partition_columns) != list(partition_by):
+            raise SchemaMismatchError(
+                f"Refusing to write {table_uri}: it is partitioned by "
+                f"{list(table.metadata().partition_columns)}, the write by {list(partition_by)}."
+            )
+        filters = [(partition_by[0], "in", partitions)] if partitions is not None else None
         try:
-            create_table_with_add_actions(
-                table_uri,
-                DeltaSchema.from_arrow(schema),
+            table.create_write_transaction(
                 [f.add_action() for f in files],
-                mode="error",
+                mode="overwrite",
+                schema=DeltaSchema.from_arrow(schema),
                 partition_by=list(partition_by) or None,
-                name=name,
-                description=description,
-                storage_options=options or None,
+                partition_filters=filters,
                 commit_properties=properties,
             )
-            return DeltaTable(table_uri, storage_options=options).version()
-        except Exception as error:  # another writer created it first: replace within it
-            table = open_table(table_uri, options)
-            if table is None:
-                raise error
-    existing = table_arrow_schema(table)
-    if _schema_fields(existing) != _schema_fields(schema):
-        raise SchemaMismatchError(
-            f"Refusing to write {table_uri}: the data's schema {_schema_fields(schema)} differs "
-            f"from the table's {_schema_fields(existing)}. Drop or migrate the table first."
-        )
-    if list(table.metadata().partition_columns) != list(partition_by):
-        raise SchemaMismatchError(
-            f"Refusing to write {table_uri}: it is partitioned by "
-            f"{list(table.metadata().partition_columns)}, the write by {list(partition_by)}."
-        )
-    filters = None
-    if replace_partitions is not None:
-        filters = [(partition_by[0], "in", sorted(set(replace_partitions)))]
-    table.create_write_transaction(
-        [f.add_action() for f in files],
-        mode="overwrite",
-        schema=DeltaSchema.from_arrow(schema),
-        partition_by=list(partition_by) or None,
-        partition_filters=filters,
-        commit_properties=properties,
+        except CommitFailedError:
+            if table_version(table_uri, options) <= current:
+                raise  # not a lost race for the next version: a real failure
+            continue  # another writer took version current + 1: check what it did, retry
+        # Retries are off, so the commit is exactly the version after the snapshot it was built on.
+        return current + 1
+    raise ConcurrentWriteError(
+        f"{table_uri}: gave up after {max_commit_retries + 1} attempts to commit — other writers "
+        "kept committing first. Nothing of this write was committed; run it again."
     )
-    table.update_incremental()
-    return table.version()
 
 
 def live_files(

@@ -24,7 +24,10 @@ How a write works (see `medallion_assets.io.delta_commit`):
    backfill — and nothing else.
 3. If anything fails before the commit, the files this write created are deleted and the table
    stays at its previous version. A process killed mid-write leaves only unreferenced files,
-   invisible to every reader and removed by vacuum.
+   invisible to every reader and removed by the ``delta_maintenance`` job.
+4. Runs writing other months of the same table at the same time all commit; a run that commits
+   the same months first makes this write fail with `ConcurrentWriteError` (nothing of it
+   committed) rather than mix the two (see `delta_commit.commit_files`).
 
 Reads go through the Delta snapshot: only the files of the requested months are handed to Spark,
 which reads them in parallel; ``month`` comes back as a DATE from the log's partition values.
@@ -63,6 +66,7 @@ from medallion_assets.io.delta_commit import (
     live_files,
     open_table,
     table_arrow_schema,
+    table_version,
 )
 from medallion_assets.partitions import months_in_window, partition_key_for
 from medallion_assets.resources.spark import SparkSessionResource
@@ -153,6 +157,9 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         write_id = uuid.uuid4().hex
         staging = posixpath.join(table_path, STAGING_DIR, write_id)
         promoted: list[str] = []
+        # What the table looked like before this write: a run that commits the same months in
+        # the meantime makes this commit fail instead of silently racing it.
+        read_version = table_version(table_uri, self.delta_storage_options())
         try:
             writer = obj.write.mode("errorifexists")
             if partition_column:
@@ -177,6 +184,7 @@ class SparkDeltaIOManager(ConfigurableIOManager):
                 },
                 storage_options=self.delta_storage_options(),
                 name=".".join(context.asset_key.path),
+                read_version=read_version,
             )
         except BaseException:
             for relative in promoted:
