@@ -26,6 +26,8 @@ setup(
             "selenium>=4.20",
             "duckdb>=1.1",
             "psutil>=5.9",
+            # A real SMTP server for the e-mail alert tests.
+            "aiosmtpd>=1.4",
         ],
     },
     entry_points={

@@ -20,7 +20,9 @@ FIRST_MONTH = "2019-10"
 
 monthly_partitions = MonthlyPartitionsDefinition(start_date=FIRST_MONTH, fmt=PARTITION_KEY_FORMAT)
 
-_KEY_RE = re.compile(r"^(\d{4})-(\d{2})$")
+# ASCII digits only (\d also matches other scripts' digits) and nothing after the month
+# (`$` would accept a trailing newline): the key goes verbatim into file names.
+_KEY_RE = re.compile(r"\A([0-9]{4})-([0-9]{2})\Z")
 _MONTH_ABBR = {abbr: number for number, abbr in enumerate(calendar.month_abbr) if abbr}
 # `YYYY-Mon.csv` as published, or `YYYY-MM.csv`; either optionally gzip-compressed.
 _FILE_RE = re.compile(r"^(?P<year>\d{4})-(?P<month>[A-Z][a-z]{2}|\d{2})\.csv(?P<gz>\.gz)?$")

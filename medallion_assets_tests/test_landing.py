@@ -1,8 +1,14 @@
+import contextlib
 import gzip
 import os
+import sys
 
 import pytest
+from dagster import DagsterInstance
+from dagster._core.errors import DagsterUnknownPartitionError
 
+from medallion_assets.definitions import defs
+from medallion_assets.partitions import InvalidPartitionKey
 from medallion_assets.resources.landing import BadSourceFile, LandingDirectory, MissingSourceFile
 from medallion_assets.schema import SOURCE_HEADER
 
@@ -74,3 +80,82 @@ def test_bom_and_crlf_header_is_accepted(tmp_path):
     path = tmp_path / "2019-Oct.csv"
     path.write_bytes(("\ufeff" + SOURCE_HEADER + "\r\n" + ROW + "\r\n").encode("utf-8"))
     LandingDirectory.check_header(path)
+
+
+# -- nothing outside the landing directory is ever opened ------------------------------------------
+
+_opened: list[tuple[str, object]] | None = None
+
+
+def _record_file_access(event: str, args: tuple) -> None:
+    if _opened is not None and event in ("open", "os.listdir", "os.scandir"):
+        _opened.append((event, args[0] if args else None))
+
+
+sys.addaudithook(_record_file_access)
+
+
+@contextlib.contextmanager
+def file_accesses():
+    """Every file open and directory listing made by this process inside the block."""
+    global _opened
+    _opened = []
+    try:
+        yield _opened
+    finally:
+        _opened = None
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["../2019-10", "..", "2019-10/../../2019-10", "/etc/passwd", "/tmp/2019-10", "2019-10\x00",
+     " 2019-10", "2019-10\n", "2019-10.csv", "2019-1", "2019-13", "2019-09", "", "２０１９-10"],
+)
+def test_a_malformed_key_is_refused_before_any_file_is_touched(key, landing_dir, tmp_path):
+    # A file a traversal would reach, were a path built from the key.
+    (tmp_path / "2019-10.csv").write_text(SOURCE_HEADER + "\n" + ROW + "\n")
+    with file_accesses() as accesses, pytest.raises(InvalidPartitionKey):
+        LandingDirectory().source_file(key)
+    assert accesses == []
+
+
+def test_a_relative_symlink_climbing_out_is_refused_without_opening_it(landing_dir, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "2019-Oct.csv").write_text(SOURCE_HEADER + "\n" + ROW + "\n")
+    os.symlink("../elsewhere/2019-Oct.csv", landing_dir / "2019-Oct.csv")
+    with file_accesses() as accesses, pytest.raises(BadSourceFile, match="outside the landing"):
+        LandingDirectory().source_file("2019-10")
+    assert accesses == []
+
+
+def test_a_chain_of_symlinks_ending_outside_is_refused(landing_dir, tmp_path):
+    outside = tmp_path / "outside.csv"
+    outside.write_text(SOURCE_HEADER + "\n" + ROW + "\n")
+    os.symlink(outside, landing_dir / ".hop")
+    os.symlink(".hop", landing_dir / "2019-10.csv.gz")
+    with pytest.raises(BadSourceFile, match="outside the landing"):
+        LandingDirectory().source_file("2019-10")
+
+
+def test_a_symlink_to_a_file_inside_the_landing_dir_is_accepted(landing_dir):
+    (landing_dir / "incoming").mkdir()
+    real = landing_dir / "incoming" / "export-2019-10.csv"
+    real.write_text(SOURCE_HEADER + "\n" + ROW + "\n")
+    os.symlink("incoming/export-2019-10.csv", landing_dir / "2019-Oct.csv")
+    assert LandingDirectory().source_file("2019-10") == landing_dir / "2019-Oct.csv"
+
+
+def test_a_landing_dir_reached_through_a_symlink_works(tmp_path, monkeypatch):
+    real = tmp_path / "mnt" / "landing"
+    real.mkdir(parents=True)
+    (real / "2019-Oct.csv").write_text(SOURCE_HEADER + "\n" + ROW + "\n")
+    os.symlink(real, tmp_path / "landing")
+    monkeypatch.setenv("MEDALLION_LANDING_DIR", str(tmp_path / "landing"))
+    assert LandingDirectory().source_file("2019-10") == tmp_path / "landing" / "2019-Oct.csv"
+
+
+def test_dagster_refuses_a_malformed_key_before_the_run_starts(landing_dir, warehouse_dir):
+    job = defs.resolve_job_def("medallion_monthly")
+    with pytest.raises(DagsterUnknownPartitionError):
+        job.execute_in_process(partition_key="../2019-10", instance=DagsterInstance.ephemeral())

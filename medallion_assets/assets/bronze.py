@@ -2,20 +2,30 @@
 
 
 import datetime as dt
+import threading
+import uuid
 
 from dagster import (
     AssetExecutionContext,
     AssetOut,
     BackfillPolicy,
+    MetadataValue,
     Output,
     multi_asset,
 )
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
 
-from medallion_assets.partitions import monthly_partitions, months_in_window, partition_key_for
-from medallion_assets.resources.landing import LandingDirectory
+from medallion_assets.partitions import (
+    InvalidPartitionKey,
+    monthly_partitions,
+    months_in_window,
+    partition_key_for,
+)
+from medallion_assets.resources.landing import LandingDirectory, SourceFileError
 from medallion_assets.resources.spark import SparkSessionResource
-from medallion_assets.transforms import accepted_events, parse_events, rejected_events
+from medallion_assets.retries import SPARK_RETRY_POLICY, deterministic_failure
+from medallion_assets.transforms import REASON, accepted_events, parse_events, rejected_events
 
 BRONZE_EVENTS = ["bronze", "events"]
 BRONZE_REJECTED = ["bronze", "events_rejected"]
@@ -48,24 +58,96 @@ PARTITIONED_TABLE = {"partition_expr": "month"}
     backfill_policy=BackfillPolicy.single_run(),
     group_name="bronze",
     pool="spark",
+    retry_policy=SPARK_RETRY_POLICY,
 )
 def bronze_events(
     context: AssetExecutionContext, spark: SparkSessionResource, landing: LandingDirectory
 ):
-    """Read each month of the run from the landing directory and parse it."""
+    """Read each month of the run from the landing directory and parse it.
+
+    A missing or unusable file fails the step before Spark reads anything, naming the file and
+    the problem, without retries (the next attempt would find the same file). Each month's lines
+    are counted while the first table is written (Spark observations, no extra pass over the
+    file): the number of data lines in the file, independent of the parser, and how many the
+    parser accepted and rejected. They land in the materialization metadata of bronze/events,
+    where the data-quality checks compare them with what the tables hold.
+    """
     session = spark.spark_session
     ingested_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     parsed: DataFrame | None = None
+    observations: dict[str, tuple[Observation, Observation]] = {}
+    source_files: dict[str, str] = {}
     for month in months_in_window(context.partition_time_window):
         key = partition_key_for(month)
-        path = landing.source_file(key)
-        landing.check_header(path)
+        try:
+            path = landing.source_file(key)
+            landing.check_header(path)
+        except (SourceFileError, InvalidPartitionKey) as error:
+            raise deterministic_failure(
+                str(error),
+                metadata={
+                    "month": key,
+                    "landing_dir": MetadataValue.path(str(landing.directory())),
+                    "error": type(error).__name__,
+                },
+            ) from error
         context.log.info(f"Reading {path} for {key}")
-        lines = session.read.text(str(path))
+        source_files[key] = path.name
+        line_count = Observation(_name("lines", key))
+        parse_count = Observation(_name("parsed", key))
+        lines = session.read.text(str(path)).observe(
+            line_count, F.count_if(F.trim(F.col("value")) != "").alias("non_blank_lines")
+        )
         month_rows = parse_events(
             lines, month=month, source_file=path.name, ingested_at=ingested_at
+        ).observe(
+            parse_count,
+            F.count_if(F.col(REASON).isNull()).alias("accepted"),
+            F.count_if(F.col(REASON).isNotNull()).alias("rejected"),
         )
+        observations[key] = (line_count, parse_count)
         parsed = month_rows if parsed is None else parsed.unionByName(month_rows)
     assert parsed is not None
-    yield Output(accepted_events(parsed), output_name="events")
+    # Writing the rejected lines runs the whole parse once, which fills the observations.
     yield Output(rejected_events(parsed), output_name="events_rejected")
+    counts = {key: _observed(line, parse) for key, (line, parse) in observations.items()}
+    metadata = {"source_files": MetadataValue.json(source_files)}
+    if all(c is not None for c in counts.values()):
+        metadata.update(
+            {
+                # Every line of the file but the header and blank lines.
+                "source_data_lines": MetadataValue.json(
+                    {k: c["non_blank_lines"] - 1 for k, c in counts.items()}
+                ),
+                "accepted_rows": MetadataValue.json({k: c["accepted"] for k, c in counts.items()}),
+                "rejected_rows": MetadataValue.json({k: c["rejected"] for k, c in counts.items()}),
+            }
+        )
+    else:
+        context.log.warning("Spark did not report the line counts; the line-count check will fail.")
+    yield Output(accepted_events(parsed), output_name="events", metadata=metadata)
+
+
+def _name(kind: str, key: str) -> str:
+    # Observation names must be unique within a plan and within the session's lifetime.
+    return f"bronze_{kind}_{key.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+
+
+_OBSERVATION_TIMEOUT_SECONDS = 300.0
+
+
+def _observed(*observations: Observation) -> dict | None:
+    """The merged metrics of observations whose query has run, or None if Spark never reports them
+    (`Observation.get` would otherwise block forever)."""
+    result: dict = {}
+    done = threading.Event()
+
+    def collect() -> None:
+        for observation in observations:
+            result.update(observation.get)
+        done.set()
+
+    worker = threading.Thread(target=collect, daemon=True)
+    worker.start()
+    worker.join(_OBSERVATION_TIMEOUT_SECONDS)
+    return result if done.is_set() else None

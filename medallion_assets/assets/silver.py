@@ -6,6 +6,7 @@ from pyspark.sql import DataFrame
 
 from medallion_assets.assets.bronze import BRONZE_EVENTS, PARTITIONED_TABLE
 from medallion_assets.partitions import monthly_partitions
+from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets.transforms import clean_events
 
 SILVER_EVENTS = ["silver", "events"]
@@ -20,6 +21,7 @@ SILVER_EVENTS = ["silver", "events"]
     kinds={"spark", "delta"},
     metadata=PARTITIONED_TABLE,
     pool="spark",
+    retry_policy=SPARK_RETRY_POLICY,
     description=(
         "Bronze events with a user_id and without exact duplicates of the nine source columns. "
         "Same columns as bronze/events."

@@ -1,0 +1,299 @@
+"""Failure alerts: someone is told when a run fails, with what they need to act on it.
+
+The job this project replaces only sent an e-mail saying that something failed. A failed run here
+posts one message naming the job, the month(s), the failed step, the error and a link to the run in
+the Dagster UI, to a Slack-compatible incoming webhook and/or by e-mail:
+
+- ``MEDALLION_ALERT_WEBHOOK_URL``: any endpoint accepting Slack's ``{"text": ...}`` JSON (Slack,
+  Mattermost, Rocket.Chat, ...). Only ``http``/``https`` URLs are used; the URL is a secret and is
+  never written to logs or errors.
+- ``MEDALLION_SMTP_HOST`` and ``MEDALLION_SMTP_TO`` (comma-separated) turn e-mail on; optional
+  ``MEDALLION_SMTP_PORT`` (25, or 465 with ``MEDALLION_SMTP_SSL=true``), ``MEDALLION_SMTP_FROM``,
+  ``MEDALLION_SMTP_USER`` / ``MEDALLION_SMTP_PASSWORD``. STARTTLS is used whenever the server offers
+  it; credentials are never sent over an unencrypted connection.
+- ``MEDALLION_WEBSERVER_URL``: base of the run links (default ``http://127.0.0.1:3000``).
+
+A run that Dagster will re-execute (run retries, tag ``dagster/will_retry=true``) does not alert:
+only the last attempt does, so a transient failure that heals itself wakes nobody up. Step
+retries inside a run never reach the sensor at all: the run only fails once they are used up.
+
+If a channel cannot be reached the sensor evaluation fails after trying every channel; Dagster
+then evaluates the same failed run again on the next tick rather than losing the alert.
+"""
+
+import json
+import os
+import smtplib
+import socket
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+from dagster import (
+    AssetCheckSeverity,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    run_failure_sensor,
+)
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+    WILL_RETRY_TAG,
+)
+
+WEBHOOK_ENV = "MEDALLION_ALERT_WEBHOOK_URL"
+WEBSERVER_URL_ENV = "MEDALLION_WEBSERVER_URL"
+DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
+SMTP_ENV_PREFIX = "MEDALLION_SMTP_"
+TIMEOUT_SECONDS = 10.0
+MAX_ERROR_CHARS = 1500
+
+
+class AlertDeliveryError(RuntimeError):
+    """At least one configured channel did not accept the alert."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    to: tuple[str, ...]
+    port: int = 25
+    sender: str = ""
+    user: str | None = None
+    password: str | None = None
+    use_ssl: bool = False
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    webhook_url: str | None = None
+    smtp: SmtpSettings | None = None
+    webserver_url: str = DEFAULT_WEBSERVER_URL
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "AlertSettings":
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        smtp = None
+        host, to = get(SMTP_ENV_PREFIX + "HOST"), get(SMTP_ENV_PREFIX + "TO")
+        if host and to:
+            use_ssl = (get(SMTP_ENV_PREFIX + "SSL") or "").lower() in {"1", "true", "yes"}
+            smtp = SmtpSettings(
+                host=host,
+                to=tuple(a.strip() for a in to.split(",") if a.strip()),
+                port=int(get(SMTP_ENV_PREFIX + "PORT") or (465 if use_ssl else 25)),
+                sender=get(SMTP_ENV_PREFIX + "FROM") or f"medallion-assets@{socket.getfqdn()}",
+                user=get(SMTP_ENV_PREFIX + "USER"),
+                password=get(SMTP_ENV_PREFIX + "PASSWORD"),
+                use_ssl=use_ssl,
+            )
+        return cls(
+            webhook_url=get(WEBHOOK_ENV),
+            smtp=smtp,
+            webserver_url=(get(WEBSERVER_URL_ENV) or DEFAULT_WEBSERVER_URL).rstrip("/"),
+        )
+
+
+@dataclass(frozen=True)
+class FailureAlert:
+    """What a failure alert says, independent of the channel."""
+
+    job: str
+    run_id: str
+    partitions: str | None
+    failed_steps: tuple[str, ...]
+    error: str
+    run_url: str
+    failed_checks: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def subject(self) -> str:
+        where = f" for {self.partitions}" if self.partitions else ""
+        return f"Dagster run failed: {self.job}{where}"
+
+    def text(self) -> str:
+        steps = ", ".join(self.failed_steps) or "(none: the run failed outside a step)"
+        lines = [
+            f"Dagster run failed: job `{self.job}`",
+            f"Partition: {self.partitions or '(none)'}",
+            f"Failed step: {steps}",
+            f"Error: {self.error}",
+        ]
+        lines += [f"Failed check: {c}" for c in self.failed_checks]
+        lines.append(f"Run: {self.run_url}")
+        return "\n".join(lines)
+
+    def slack_payload(self) -> dict:
+        return {"text": self.text()}
+
+
+def _partitions(tags: dict[str, str]) -> str | None:
+    if tags.get(PARTITION_NAME_TAG):
+        return tags[PARTITION_NAME_TAG]
+    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if start and end:
+        return start if start == end else f"{start}...{end}"
+    return None
+
+
+def _error_text(error) -> str:
+    """The error and its causes, without stack traces, cut to a readable length."""
+    parts = []
+    while error is not None and len(parts) < 4:
+        message = (error.message or "").strip()
+        if message and message not in parts:
+            parts.append(message)
+        error = error.cause
+    text = " | caused by: ".join(parts) or "unknown error"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def build_alert(context: RunFailureSensorContext, settings: AlertSettings) -> FailureAlert:
+    run = context.dagster_run
+    step_failures = context.get_step_failure_events()
+    errors = []
+    for event in step_failures:
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            errors.append(data.user_failure_data.description)
+        elif data.error is not None:
+            errors.append(_error_text(data.error))
+    if not errors:
+        errors.append(context.failure_event.message or "unknown error")
+    checks = []
+    for record in context.instance.get_records_for_run(
+        run_id=run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records:
+        evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
+        if not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR:
+            checks.append(
+                f"{evaluation.check_name} on {evaluation.asset_key.to_user_string()}: "
+                f"{evaluation.description or 'failed'}"
+            )
+    error = " / ".join(errors)
+    return FailureAlert(
+        job=run.job_name,
+        run_id=run.run_id,
+        partitions=_partitions(dict(run.tags)),
+        failed_steps=tuple(e.step_key for e in step_failures if e.step_key),
+        error=error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…",
+        run_url=f"{settings.webserver_url}/runs/{run.run_id}",
+        failed_checks=tuple(checks),
+    )
+
+
+def _redacted(url: str) -> str:
+    """The webhook URL without its path and query, which carry the secret."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+
+
+def post_webhook(url: str, payload: dict) -> None:
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in {"http", "https"}:
+        raise AlertDeliveryError(f"${WEBHOOK_ENV} must be an http(s) URL, not {scheme or 'empty'}:")
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+            response.read()
+    except urllib.error.HTTPError as error:
+        raise AlertDeliveryError(f"webhook {_redacted(url)} answered HTTP {error.code}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise AlertDeliveryError(f"webhook {_redacted(url)} unreachable: {reason}") from None
+
+
+def send_email(smtp: SmtpSettings, alert: FailureAlert) -> None:
+    message = EmailMessage()
+    message["Subject"] = alert.subject
+    message["From"] = smtp.sender
+    message["To"] = ", ".join(smtp.to)
+    message.set_content(alert.text())
+    context = ssl.create_default_context()
+    try:
+        if smtp.use_ssl:
+            client = smtplib.SMTP_SSL(
+                smtp.host, smtp.port, timeout=TIMEOUT_SECONDS, context=context
+            )
+        else:
+            client = smtplib.SMTP(smtp.host, smtp.port, timeout=TIMEOUT_SECONDS)
+        with client:
+            client.ehlo()
+            encrypted = smtp.use_ssl
+            if not encrypted and client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+                encrypted = True
+            if smtp.user:
+                if not encrypted:
+                    raise AlertDeliveryError(
+                        f"SMTP server {smtp.host}:{smtp.port} offers no TLS; refusing to send the "
+                        "password in clear text."
+                    )
+                client.login(smtp.user, smtp.password or "")
+            client.send_message(message)
+    except (smtplib.SMTPException, OSError) as error:
+        raise AlertDeliveryError(f"SMTP {smtp.host}:{smtp.port}: {error}") from None
+
+
+def deliver(alert: FailureAlert, settings: AlertSettings) -> list[str]:
+    """Send the alert on every configured channel; the channels that accepted it."""
+    delivered, failures = [], []
+    if settings.webhook_url:
+        try:
+            post_webhook(settings.webhook_url, alert.slack_payload())
+            delivered.append("webhook")
+        except AlertDeliveryError as error:
+            failures.append(str(error))
+    if settings.smtp:
+        try:
+            send_email(settings.smtp, alert)
+            delivered.append("email")
+        except AlertDeliveryError as error:
+            failures.append(str(error))
+    if failures:
+        raise AlertDeliveryError(
+            f"Alert for run {alert.run_id} not delivered: " + "; ".join(failures)
+        )
+    return delivered
+
+
+def will_be_retried(context: RunFailureSensorContext) -> bool:
+    run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
+    return run.tags.get(WILL_RETRY_TAG, "").lower() == "true"
+
+
+@run_failure_sensor(
+    name="medallion_failure_alerts",
+    description=(
+        "Posts every failed run (job, months, failed step, error, link) to "
+        f"${WEBHOOK_ENV} and/or e-mails it when SMTP settings are given; runs that Dagster "
+        "will retry do not alert."
+    ),
+    default_status=DefaultSensorStatus.RUNNING,
+)
+def failure_alert_sensor(context: RunFailureSensorContext) -> None:
+    settings = AlertSettings.from_env()
+    run_id = context.dagster_run.run_id
+    if will_be_retried(context):
+        context.log.info(f"Run {run_id} failed but will be retried: no alert.")
+        return
+    if not settings.webhook_url and not settings.smtp:
+        context.log.info(f"Run {run_id} failed; no alert channel configured (${WEBHOOK_ENV}).")
+        return
+    channels = deliver(build_alert(context, settings), settings)
+    context.log.info(f"Alert for failed run {run_id} sent by {', '.join(channels)}.")

@@ -1,0 +1,229 @@
+"""Failure alerts, sent for real: the project's job fails in a Dagster instance on disk, and the
+alert sensor is evaluated on that failed run against an HTTP server and an SMTP server that the
+tests start on 127.0.0.1."""
+
+import json
+import socket
+import threading
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+from dagster import build_run_status_sensor_context, instance_for_test
+
+from medallion_assets.alerts import AlertDeliveryError, failure_alert_sensor
+from medallion_assets_tests.source_lines import run_job
+
+SECRET_PATH = "/services/T0001/B0002/not-to-be-logged"
+ALERT_ENV = (
+    "MEDALLION_ALERT_WEBHOOK_URL",
+    "MEDALLION_WEBSERVER_URL",
+    "MEDALLION_SMTP_HOST",
+    "MEDALLION_SMTP_PORT",
+    "MEDALLION_SMTP_TO",
+    "MEDALLION_SMTP_FROM",
+    "MEDALLION_SMTP_USER",
+    "MEDALLION_SMTP_PASSWORD",
+    "MEDALLION_SMTP_SSL",
+)
+
+
+@pytest.fixture(scope="module")
+def failed_runs(tmp_path_factory, spark):
+    """Two runs of the job that failed for lack of a source file, in an instance with run retries
+    on: one that Dagster will retry (max_retries 1) and one that it will not."""
+    root = tmp_path_factory.mktemp("alerts")
+    landing = root / "landing"
+    landing.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDALLION_LANDING_DIR", str(landing))
+        patch.setenv("MEDALLION_WAREHOUSE_DIR", str(root / "warehouse"))
+        with instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
+            final = run_job(instance=instance)
+            retried = run_job(instance=instance, tags={"dagster/max_retries": "1"})
+            assert not final.success and not retried.success
+            yield instance, final, retried, landing
+
+
+@pytest.fixture(autouse=True)
+def clean_alert_env(monkeypatch):
+    for name in ALERT_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+class Webhook:
+    """A real HTTP endpoint that records what it is sent and answers with ``status``."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, dict, bytes]] = []
+        self.status = 200
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hook.requests.append((self.path, dict(self.headers), body))
+                self.send_response(hook.status)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope)
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp_server():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield mailbox, port
+    controller.stop()
+
+
+def evaluate(instance, result):
+    """Evaluate the sensor as the daemon does for a failed run, from the stored run."""
+    context = build_run_status_sensor_context(
+        sensor_name=failure_alert_sensor.name,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+    )
+    return failure_alert_sensor(context)
+
+
+def test_a_failed_run_posts_job_partition_step_error_and_a_link(failed_runs, webhook, monkeypatch):
+    instance, final, _, landing = failed_runs
+    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
+    monkeypatch.setenv("MEDALLION_WEBSERVER_URL", "http://dagster.internal:3000/")
+
+    evaluate(instance, final)
+
+    assert len(webhook.requests) == 1
+    path, headers, body = webhook.requests[0]
+    assert path == SECRET_PATH
+    assert headers["Content-Type"] == "application/json"
+    text = json.loads(body)["text"]
+    assert "`medallion_monthly`" in text
+    assert "Partition: 2019-10" in text
+    assert "Failed step: bronze_events" in text
+    assert "No source file for month 2019-10" in text and str(landing / "2019-Oct.csv") in text
+    assert f"Run: http://dagster.internal:3000/runs/{final.run_id}" in text
+
+
+def test_the_run_link_defaults_to_the_local_webserver(failed_runs, webhook, monkeypatch):
+    instance, final, _, _ = failed_runs
+    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
+
+    evaluate(instance, final)
+
+    assert (
+        f"http://127.0.0.1:3000/runs/{final.run_id}" in json.loads(webhook.requests[0][2])["text"]
+    )
+
+
+def test_a_run_that_dagster_will_retry_does_not_alert(failed_runs, webhook, monkeypatch):
+    instance, final, retried, _ = failed_runs
+    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
+    # Dagster itself marks failed runs with this tag when run retries are on.
+    assert instance.get_run_by_id(retried.run_id).tags["dagster/will_retry"] == "true"
+    assert instance.get_run_by_id(final.run_id).tags["dagster/will_retry"] == "false"
+
+    evaluate(instance, retried)
+    assert webhook.requests == []
+
+    evaluate(instance, final)
+    assert len(webhook.requests) == 1
+
+
+def test_an_email_goes_through_a_real_smtp_server(failed_runs, smtp_server, monkeypatch):
+    instance, final, _, _ = failed_runs
+    mailbox, port = smtp_server
+    monkeypatch.setenv("MEDALLION_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("MEDALLION_SMTP_PORT", str(port))
+    monkeypatch.setenv("MEDALLION_SMTP_TO", "data-oncall@example.com, lead@example.com")
+    monkeypatch.setenv("MEDALLION_SMTP_FROM", "medallion@example.com")
+
+    evaluate(instance, final)
+
+    (envelope,) = mailbox.messages
+    assert envelope.mail_from == "medallion@example.com"
+    assert envelope.rcpt_tos == ["data-oncall@example.com", "lead@example.com"]
+    message = message_from_bytes(envelope.content)
+    assert message["Subject"] == "Dagster run failed: medallion_monthly for 2019-10"
+    body = message.get_payload(decode=True).decode()
+    assert "Failed step: bronze_events" in body
+    assert f"/runs/{final.run_id}" in body
+
+
+def test_smtp_credentials_are_never_sent_without_tls(failed_runs, smtp_server, monkeypatch):
+    instance, final, _, _ = failed_runs
+    mailbox, port = smtp_server
+    monkeypatch.setenv("MEDALLION_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("MEDALLION_SMTP_PORT", str(port))
+    monkeypatch.setenv("MEDALLION_SMTP_TO", "data-oncall@example.com")
+    monkeypatch.setenv("MEDALLION_SMTP_USER", "alerts")
+    monkeypatch.setenv("MEDALLION_SMTP_PASSWORD", "hunter2")
+
+    with pytest.raises(Exception, match="refusing to send the password") as error:
+        evaluate(instance, final)
+
+    assert "hunter2" not in str(error.value)
+    assert mailbox.messages == []
+
+
+def test_a_refused_alert_fails_the_evaluation_without_revealing_the_webhook_url(
+    failed_runs, webhook, smtp_server, monkeypatch
+):
+    instance, final, _, _ = failed_runs
+    mailbox, port = smtp_server
+    webhook.status = 500
+    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
+    monkeypatch.setenv("MEDALLION_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("MEDALLION_SMTP_PORT", str(port))
+    monkeypatch.setenv("MEDALLION_SMTP_TO", "data-oncall@example.com")
+
+    with pytest.raises(AlertDeliveryError, match="HTTP 500") as error:
+        evaluate(instance, final)
+
+    assert SECRET_PATH not in str(error.value) and "not-to-be-logged" not in str(error.value)
+    # The other channel was still tried: the alert reached the mailbox.
+    assert len(mailbox.messages) == 1
+
+
+def test_only_http_webhooks_are_used(failed_runs, tmp_path, monkeypatch):
+    instance, final, _, _ = failed_runs
+    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", f"file://{tmp_path}/sink")
+
+    with pytest.raises(AlertDeliveryError, match="http"):
+        evaluate(instance, final)
+
+    assert not (tmp_path / "sink").exists()
