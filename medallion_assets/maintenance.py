@@ -1,0 +1,349 @@
+"""`delta_maintenance`: housekeeping of every Delta table under the warehouse, and its schedule.
+
+Why it is needed: a write that dies without running its cleanup (the process killed, the machine
+lost) leaves files no reader ever sees — Parquet files moved into a month directory but never
+named by a commit, and its private ``_staging/<write id>/`` directory. Readers go through the
+Delta log, so those files are harmless, but they take space for ever. Replacing a month also
+leaves the replaced files on disk (the log keeps them for time travel), and small runs make small
+files that slow every reader down. For every table the job:
+
+1. compacts small files month by month (delta-rs ``optimize.compact``): same rows, fewer files,
+   committed as a data-less OPTIMIZE that never conflicts with a write of new data — a month
+   that a run replaces meanwhile is skipped and reported, not an error;
+2. vacuums the table in *full* mode (delta-rs ``vacuum(full=True)``): removes every file the log
+   does not reference — crash orphans as well as files replaced or compacted away — once it is
+   older than the retention;
+3. removes ``_staging/<write id>/`` directories older than the retention (delta-rs vacuum skips
+   paths starting with ``_``).
+
+Why the retention matters (default 7 days, Delta's own default): a write in progress has files
+on disk that no commit names *yet*. Removing them would make its commit point at missing files,
+a broken table. Only files older than any write can be are safe to treat as orphans, and the
+retention also keeps the replaced versions readable by time travel for that long. A shorter
+retention is refused unless ``allow_short_retention`` says the caller knows no write is running.
+
+``dry_run`` lists what would be removed and compacted without touching anything. The schedule
+(weekly, Sunday 03:00 UTC) is stopped by default: turn it on in the UI once the warehouse is in
+real use.
+"""
+
+import datetime as dt
+import os
+import posixpath
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import pyarrow.fs as pafs
+from dagster import (
+    AssetKey,
+    AssetObservation,
+    Config,
+    DefaultScheduleStatus,
+    Failure,
+    MetadataValue,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    Output,
+    ScheduleDefinition,
+    job,
+    op,
+)
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import CommitProperties
+from pydantic import Field
+
+from medallion_assets.io.delta_commit import filesystem_for, live_files
+from medallion_assets.io.delta_io_manager import (
+    DEFAULT_WAREHOUSE_DIR,
+    STAGING_DIR,
+    WAREHOUSE_ENV,
+)
+
+JOB_NAME = "delta_maintenance"
+SCHEDULE_NAME = "delta_maintenance_schedule"
+# Delta's default `delta.deletedFileRetentionDuration`: the shortest retention accepted unasked.
+DEFAULT_RETENTION_HOURS = 168
+# delta-rs's default compaction target when the table sets no `delta.targetFileSize`.
+DEFAULT_TARGET_FILE_SIZE = 100 * 1024 * 1024
+# How deep under the warehouse root tables are looked for (``<layer>/<name>`` is depth 2).
+MAX_TABLE_DEPTH = 4
+
+
+class DeltaMaintenanceConfig(Config):
+    """Run configuration of the `delta_maintenance` job (every field has a safe default)."""
+
+    warehouse_dir: str | None = Field(
+        default=None,
+        description=f"Warehouse root; default ${WAREHOUSE_ENV}, else {DEFAULT_WAREHOUSE_DIR}.",
+    )
+    retention_hours: int = Field(
+        default=DEFAULT_RETENTION_HOURS,
+        ge=0,
+        description="Only unreferenced files and staging directories older than this are removed.",
+    )
+    allow_short_retention: bool = Field(
+        default=False,
+        description=(
+            f"Accept a retention below {DEFAULT_RETENTION_HOURS} h. Only when no write can be "
+            "running: a write's files are unreferenced until it commits."
+        ),
+    )
+    dry_run: bool = Field(default=False, description="List what would be done; change nothing.")
+    compact: bool = Field(default=True, description="Compact small files, month by month.")
+    target_file_size_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="Compaction target; default the table's delta.targetFileSize, else 100 MiB.",
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="delta-rs storage options for a warehouse on object storage.",
+    )
+
+
+@dataclass
+class TableMaintenance:
+    """What maintenance did (or, in a dry run, would do) to one table."""
+
+    table: str
+    live_files_before: int = 0
+    live_files_after: int = 0
+    files_compacted: int = 0
+    files_written_by_compaction: int = 0
+    partitions_compacted: list[str] = field(default_factory=list)
+    partitions_skipped: list[str] = field(default_factory=list)
+    files_vacuumed: int = 0
+    staging_dirs_removed: int = 0
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "live_files_before": self.live_files_before,
+            "live_files_after": self.live_files_after,
+            "files_compacted": self.files_compacted,
+            "files_written_by_compaction": self.files_written_by_compaction,
+            "partitions_compacted": MetadataValue.json(self.partitions_compacted),
+            "partitions_skipped": MetadataValue.json(self.partitions_skipped),
+            "files_vacuumed": self.files_vacuumed,
+            "staging_dirs_removed": self.staging_dirs_removed,
+        }
+
+
+def warehouse_uri(configured: str | None = None) -> str:
+    """The warehouse root, resolved the way the IO manager resolves it."""
+    raw = configured or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE_DIR
+    if "://" in raw:
+        return raw.rstrip("/")
+    return os.path.abspath(os.path.expanduser(raw))
+
+
+def find_tables(root_uri: str) -> list[str]:
+    """Paths (relative to ``root_uri``, '/'-separated) of the Delta tables under it: directories
+    holding a ``_delta_log``. Does not descend into a table, nor into ``_``/``.`` directories."""
+    fs, root = filesystem_for(root_uri)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return []
+    tables: list[str] = []
+    pending = [(root, 0)]
+    while pending:
+        directory, depth = pending.pop()
+        children = fs.get_file_info(pafs.FileSelector(directory, recursive=False))
+        names = {c.base_name for c in children if c.type == pafs.FileType.Directory}
+        if "_delta_log" in names:
+            tables.append(posixpath.relpath(directory, root))
+            continue
+        if depth < MAX_TABLE_DEPTH:
+            pending += [
+                (posixpath.join(directory, name), depth + 1)
+                for name in names
+                if not name.startswith(("_", "."))
+            ]
+    return sorted(tables)
+
+
+def stale_staging_dirs(table_uri: str, older_than: dt.datetime) -> list[str]:
+    """``_staging/<write id>`` directories in which nothing changed since ``older_than``.
+
+    A write in progress touches its staging directory continuously, so a directory whose newest
+    entry is older than the retention belongs to a write that is gone."""
+    fs, table_path = filesystem_for(table_uri)
+    staging = posixpath.join(table_path, STAGING_DIR)
+    if fs.get_file_info(staging).type != pafs.FileType.Directory:
+        return []
+    stale = []
+    for entry in fs.get_file_info(pafs.FileSelector(staging, recursive=False)):
+        if entry.type != pafs.FileType.Directory:
+            continue
+        inside = fs.get_file_info(pafs.FileSelector(entry.path, recursive=True))
+        times = [i.mtime for i in [entry, *inside] if i.mtime is not None]
+        newest = max(times) if times else None
+        if newest is None or newest.astimezone(dt.timezone.utc) < older_than:
+            stale.append(entry.path)
+    return sorted(stale)
+
+
+def _compaction_candidates(table: DeltaTable, target_size: int) -> dict[str | None, int]:
+    """Per partition value, how many of its files are below the target size — only partitions
+    where at least two are, since one small file alone has nothing to merge with."""
+    columns = list(table.metadata().partition_columns)
+    column = columns[0] if len(columns) == 1 else None
+    actions = table.get_add_actions(flatten=True)
+    sizes = dict(zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist()))
+    small: Counter[str | None] = Counter()
+    for path, part, _ in live_files(table, column):
+        if sizes.get(path, 0) < target_size:
+            small[part] += 1
+    return {part: count for part, count in small.items() if count >= 2}
+
+
+def _target_size(table: DeltaTable, configured: int | None) -> int:
+    if configured:
+        return configured
+    raw = table.metadata().configuration.get("delta.targetFileSize")
+    return int(raw) if raw and str(raw).isdigit() else DEFAULT_TARGET_FILE_SIZE
+
+
+def maintain_table(
+    table_uri: str,
+    config: DeltaMaintenanceConfig,
+    *,
+    now: dt.datetime | None = None,
+    custom_metadata: dict[str, str] | None = None,
+) -> TableMaintenance:
+    """Compact, vacuum and clear stale staging directories of one table."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    report = TableMaintenance(table=table_uri)
+    table = DeltaTable(table_uri, storage_options=dict(config.storage_options) or None)
+    report.live_files_before = len(live_files(table))
+    properties = CommitProperties(custom_metadata=dict(custom_metadata or {}))
+
+    if config.compact:
+        target = _target_size(table, config.target_file_size_bytes)
+        columns = list(table.metadata().partition_columns)
+        for part, count in sorted(_compaction_candidates(table, target).items(), key=str):
+            label = "all" if part is None else str(part)
+            if config.dry_run:
+                report.files_compacted += count
+                report.partitions_compacted.append(label)
+                continue
+            filters = [(columns[0], "=", part)] if len(columns) == 1 and part is not None else None
+            try:
+                metrics = table.optimize.compact(
+                    partition_filters=filters, target_size=target, commit_properties=properties
+                )
+            except CommitFailedError:
+                # A run replaced this month meanwhile; its files are new, compact them next time.
+                report.partitions_skipped.append(label)
+                table.update_incremental()
+                continue
+            report.files_compacted += int(metrics.get("numFilesRemoved", 0))
+            report.files_written_by_compaction += int(metrics.get("numFilesAdded", 0))
+            if metrics.get("numFilesRemoved"):
+                report.partitions_compacted.append(label)
+
+    vacuumed = table.vacuum(
+        retention_hours=config.retention_hours,
+        dry_run=config.dry_run,
+        enforce_retention_duration=not config.allow_short_retention,
+        full=True,
+        commit_properties=None if config.dry_run else properties,
+    )
+    report.files_vacuumed = len(vacuumed)
+
+    fs, _ = filesystem_for(table_uri)
+    stale = stale_staging_dirs(table_uri, now - dt.timedelta(hours=config.retention_hours))
+    if not config.dry_run:
+        for directory in stale:
+            fs.delete_dir(directory)
+    report.staging_dirs_removed = len(stale)
+
+    table.update_incremental()
+    report.live_files_after = len(live_files(table))
+    return report
+
+
+@op(
+    out=Out(Nothing, description="Files removed and compacted, per table, in the metadata."),
+    description=(
+        "Compacts small files, vacuums unreferenced files older than the retention and removes "
+        "stale staging directories, for every Delta table under the warehouse."
+    ),
+)
+def maintain_delta_tables(context: OpExecutionContext, config: DeltaMaintenanceConfig):
+    if config.retention_hours < DEFAULT_RETENTION_HOURS and not config.allow_short_retention:
+        raise Failure(
+            description=(
+                f"Refusing a retention of {config.retention_hours} h: below "
+                f"{DEFAULT_RETENTION_HOURS} h, files of a write still in progress could be "
+                "removed before it commits, breaking the table. Set allow_short_retention: true "
+                "only when no write can be running."
+            ),
+            allow_retries=False,
+        )
+    root = warehouse_uri(config.warehouse_dir)
+    tables = find_tables(root)
+    context.log.info(f"{len(tables)} Delta table(s) under {root}: {', '.join(tables) or '-'}")
+    reports: dict[str, TableMaintenance] = {}
+    failures: dict[str, str] = {}
+    for relative in tables:
+        try:
+            report = maintain_table(
+                posixpath.join(root, relative),
+                config,
+                custom_metadata={"dagster_run_id": context.run_id, "dagster_job": JOB_NAME},
+            )
+        except Exception as error:  # one broken table must not stop the others' maintenance
+            failures[relative] = f"{type(error).__name__}: {error}"
+            context.log.error(f"Maintenance of {relative} failed: {failures[relative]}")
+            continue
+        reports[relative] = report
+        context.log.info(f"{relative}: {asdict(report)}")
+        context.log_event(
+            AssetObservation(
+                asset_key=AssetKey(relative.split("/")),
+                description="delta_maintenance" + (" (dry run)" if config.dry_run else ""),
+                metadata=report.metadata(),
+            )
+        )
+    if failures:
+        raise Failure(
+            description=f"Maintenance failed for {', '.join(sorted(failures))}",
+            metadata={"errors": MetadataValue.json(failures)},
+        )
+    return Output(
+        None,
+        metadata={
+            "warehouse": MetadataValue.path(root),
+            "dry_run": config.dry_run,
+            "tables": MetadataValue.json({k: asdict(v) for k, v in reports.items()}),
+            "files_vacuumed": sum(r.files_vacuumed for r in reports.values()),
+            "files_compacted": sum(r.files_compacted for r in reports.values()),
+            "staging_dirs_removed": sum(r.staging_dirs_removed for r in reports.values()),
+        },
+    )
+
+
+@job(
+    name=JOB_NAME,
+    description=(
+        "Housekeeping of every Delta table under the warehouse: compaction of small files, "
+        "vacuum of unreferenced files (crash orphans, replaced files) and stale staging "
+        f"directories older than the retention ({DEFAULT_RETENTION_HOURS} h by default)."
+    ),
+)
+def delta_maintenance():
+    maintain_delta_tables()
+
+
+delta_maintenance_schedule = ScheduleDefinition(
+    name=SCHEDULE_NAME,
+    job=delta_maintenance,
+    cron_schedule="0 3 * * 0",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description=(
+        "Every Sunday at 03:00 UTC, runs delta_maintenance with its safe defaults. Stopped by "
+        "default: turn it on once the warehouse holds data worth keeping tidy."
+    ),
+)
