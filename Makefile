@@ -9,7 +9,7 @@ ROWS ?= 100000
 LANDING := $(or $(MEDALLION_LANDING_DIR),data/landing)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: run test dev bench install java clean
+.PHONY: run test dev bench bench-scale install java clean
 
 install: $(STAMP)
 
@@ -27,7 +27,8 @@ java:
 run: $(STAMP) java
 	$(BIN)/medallion-sample-data --out $(LANDING) $(addprefix --month ,$(MONTHS)) --rows $(ROWS) --if-empty
 	$(BIN)/dagster asset materialize -m medallion_assets.definitions --select '*' \
-		--partition-range $(firstword $(MONTHS))...$(lastword $(MONTHS))
+		--partition-range $(firstword $(MONTHS))...$(lastword $(MONTHS)) \
+		--config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 	$(BIN)/medallion-top-brands
 
 ## make test: install and run the whole suite (slow real-system tests included).
@@ -37,6 +38,16 @@ test: $(STAMP) java
 ## make dev: the Dagster UI and daemon on http://127.0.0.1:3000 with the project's DAGSTER_HOME.
 dev: $(STAMP) java
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+## make bench: one month (BENCH_ROWS=5000000 by default) through our pipeline, a plain Spark script, the
+## old notebook's approach and DuckDB; prints ratios and appends to benchmarks/RESULTS.md.
+BENCH_ROWS ?= 5000000
+bench: $(STAMP) java
+	$(BIN)/python benchmarks/bench.py --rows $(BENCH_ROWS)
+
+## make bench-scale: a full-size month (42.4M rows) and a 12-month backfill vs 12 runs (long).
+bench-scale: $(STAMP) java
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) data .dagster_home/storage .dagster_home/history .dagster_home/schedules .dagster_home/logs
