@@ -42,6 +42,12 @@ _INT_RE = r"^-?[0-9]{1,19}$"
 _PRICE_RE = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
 _TIME_FORMAT = "yyyy-MM-dd HH:mm:ss z"
 _SECONDS_PER_DAY = 86_400
+# RFC 4180: a quote inside a quoted field is written twice (Spark's default escape is a backslash).
+_CSV_OPTIONS = {"mode": "PERMISSIVE", "escape": '"'}
+# What Spark's text reader puts in place of bytes that are not UTF-8.
+_REPLACEMENT_CHARACTER = "\ufffd"
+# monotonically_increasing_id() keeps the row's position within its partition in the low 33 bits.
+_ROW_IN_PARTITION_BITS = 33
 
 
 def conform(df: DataFrame, schema: T.StructType) -> DataFrame:
@@ -61,12 +67,30 @@ def _quoted(c: Column) -> Column:
     return F.concat(F.lit("'"), F.coalesce(c, F.lit("")), F.lit("'"))
 
 
+def first_line_of_file() -> Column:
+    """True for the first line of a file read with ``spark.read.text``, false for every other.
+
+    The first line is the first row of the split that starts at byte 0 of the file (Spark's CSV
+    reader finds its header the same way). For rows that do not come from a file (a DataFrame
+    built in memory, as in tests), the first row of the first partition.
+
+    Must be evaluated directly over the lines, before any filter changes the row positions.
+    """
+    position = F.monotonically_increasing_id()
+    row_in_partition = position.bitwiseAND(F.lit((1 << _ROW_IN_PARTITION_BITS) - 1))
+    block_start = F.input_file_block_start()
+    return F.when(block_start == -1, position == 0).otherwise(
+        (block_start == 0) & (row_in_partition == 0)
+    )
+
+
 def parse_events(
     lines: DataFrame, *, month: dt.date, source_file: str, ingested_at: dt.datetime
 ) -> DataFrame:
     """Parse the lines of one month's source file (a single string column ``value``).
 
-    Returns every data line (the header and blank lines dropped) with the typed source columns,
+    Returns every data line (the file's first line, its header, and blank lines dropped; a header
+    line anywhere else is a rejected line) with the typed source columns,
     the bronze bookkeeping columns, the raw line and a reject reason that is null for a valid row.
     Split it with `accepted_events` and `rejected_events`.
     """
@@ -75,15 +99,15 @@ def parse_events(
     raw_schema = ", ".join(f"`{c}` STRING" for c in SOURCE_COLUMNS)
 
     value = F.regexp_replace(F.col("value"), "^\ufeff", "")
-    data = lines.select(value.alias(LINE)).where(
-        (F.col(LINE) != SOURCE_HEADER) & (F.trim(F.col(LINE)) != "")
-    )
+    data = lines.select(
+        value.alias(LINE), first_line_of_file().alias("_first")
+    ).where(~(F.col("_first") & (F.col(LINE) == SOURCE_HEADER)) & (F.trim(F.col(LINE)) != ""))
     # Fields outside quotes: drop quoted sections ("" escapes included), count the commas left.
     field_count = F.size(F.split(F.regexp_replace(F.col(LINE), r'"[^"]*"', ""), ",", -1))
     parsed = data.select(
         F.col(LINE),
         field_count.alias("_fields"),
-        F.from_csv(F.col(LINE), raw_schema, {"mode": "PERMISSIVE"}).alias(_RAW),
+        F.from_csv(F.col(LINE), raw_schema, _CSV_OPTIONS).alias(_RAW),
     )
     raw = {c: _blank_to_null(F.col(f"{_RAW}.{c}")) for c in SOURCE_COLUMNS}
 
@@ -101,7 +125,11 @@ def parse_events(
         return (missing & F.lit(required)) | invalid
 
     reason = (
-        F.when(F.col("_fields") != len(SOURCE_COLUMNS), F.format_string(
+        F.when(F.col(LINE).contains(_REPLACEMENT_CHARACTER), F.lit(
+            "not valid UTF-8: the line holds bytes that are not text in UTF-8"))
+        .when(F.col(LINE) == SOURCE_HEADER, F.lit(
+            "header line repeated inside the file (two files concatenated?)"))
+        .when(F.col("_fields") != len(SOURCE_COLUMNS), F.format_string(
             "expected %d fields, found %d", F.lit(len(SOURCE_COLUMNS)), F.col("_fields")))
         .when(raw["event_time"].isNull(), F.lit("missing event_time"))
         .when(event_time.isNull(), F.concat(

@@ -79,6 +79,59 @@ def test_bom_header_and_blank_lines_are_not_data(spark):
     assert events.count() == 1 and rejected.count() == 0
 
 
+def test_doubled_quotes_inside_a_quoted_field_are_one_quote(spark):
+    line = '2019-10-01 00:00:07 UTC,view,1,2,,"the ""best"", brand",1.00,3,s'
+    events, rejected = parse(spark, [line])
+    assert rejected.count() == 0
+    assert events.collect()[0].brand == 'the "best", brand'
+
+
+def test_a_line_that_is_not_utf8_is_rejected_not_mangled(spark, tmp_path):
+    path = tmp_path / "2019-Oct.csv"
+    path.write_bytes(
+        (SOURCE_HEADER + "\n" + GOOD + "\n").encode()
+        + GOOD.replace("samsung", "sams\xfcng").encode("latin-1") + b"\n"
+    )
+    parsed = parse_events(
+        spark.read.text(str(path)), month=OCT, source_file=path.name, ingested_at=INGESTED
+    )
+    events, rejected = accepted_events(parsed), rejected_events(parsed).collect()
+    assert [r.brand for r in events.collect()] == ["samsung"]
+    assert len(rejected) == 1 and "not valid UTF-8" in rejected[0].reason
+
+
+def test_only_the_first_line_of_each_file_is_taken_as_its_header(spark, tmp_path):
+    """A header line further down (two files concatenated) is a rejected line, also when the file
+    is read as many splits and when several files' lines are unioned as in a multi-month run."""
+    files = []
+    for name, repeat_at in (("2019-Oct.csv", 700), ("2019-Nov.csv", None)):
+        lines = [SOURCE_HEADER]
+        for i in range(1500):
+            if i == repeat_at:
+                lines.append(SOURCE_HEADER)
+            lines.append(GOOD.replace("543272936", str(i)))
+        path = tmp_path / name
+        path.write_text("\n".join(lines) + "\n")
+        files.append(path)
+    previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "16k")  # ~15 splits per file
+    try:
+        frames = [
+            parse_events(spark.read.text(str(p)), month=OCT, source_file=p.name,
+                         ingested_at=INGESTED)
+            for p in files
+        ]
+        assert spark.read.text(str(files[0])).rdd.getNumPartitions() > 5
+        parsed = frames[0].unionByName(frames[1])
+        events = accepted_events(parsed).count()
+        rejected = rejected_events(parsed).collect()
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
+    assert events == 3000
+    assert [(r._source_file, r.line) for r in rejected] == [("2019-Oct.csv", SOURCE_HEADER)]
+    assert "header line repeated" in rejected[0].reason
+
+
 MALFORMED = {
     GOOD.rsplit(",", 1)[0]: "expected 9 fields, found 8",
     GOOD + ",extra": "expected 9 fields, found 10",
