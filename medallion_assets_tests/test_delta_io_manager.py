@@ -5,6 +5,7 @@ import hashlib
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from dagster import AssetIn, BackfillPolicy, DagsterInstance, asset, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -172,3 +173,22 @@ def test_reading_a_month_that_was_never_written_names_it(tmp_path, resources):
     run([numbers], resources, key="2019-10")
     with pytest.raises(MissingUpstreamData, match="no data for 2019-11"):
         run([numbers.to_source_asset(), doubled], resources, key="2019-11")
+
+
+def test_a_month_written_empty_replaces_its_rows_and_reads_as_empty(tmp_path, resources):
+    VALUES.update({"2019-10": [1, 2], "2019-11": [3]})
+    run([numbers], resources, start="2019-10", end="2019-11")
+    VALUES.update({"2019-10": []})
+    result = run([numbers, doubled], resources, key="2019-10")
+    assert result.success
+    # October's rows are gone, November's stay; downstream read October as empty, not as missing.
+    assert pl.read_delta(str(table_dir(tmp_path)))["value"].to_list() == [3]
+    assert pl.read_delta(str(table_dir(tmp_path, "doubled"))).height == 0
+    table = DeltaTable(str(table_dir(tmp_path)))
+    october = table.file_uris(file_pruning_predicate=[("month", "=", "2019-10-01")])
+    assert len(october) == 1  # one zero-row file marks the month as written
+    records = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
+    assert sorted(records) == [0, 1]
+    metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
+    assert metadata["rows_per_month"].value == {"2019-10": 0}
+    assert metadata["dagster/partition_row_count"].value == 0

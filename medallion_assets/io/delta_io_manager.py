@@ -41,7 +41,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from dagster import (
     ConfigurableIOManager,
     InputContext,
@@ -167,6 +169,11 @@ class SparkDeltaIOManager(ConfigurableIOManager):
             writer.parquet(spark_path(posixpath.join(table_uri, STAGING_DIR, write_id)))
             files = self._promote(fs, table_path, staging, partition_column, month_values, promoted)
             arrow_schema = to_arrow_schema(obj.schema, timezone="UTC")
+            if partition_column and month_values:
+                files += self._mark_empty_months(
+                    fs, table_path, write_id, arrow_schema, partition_column, month_values,
+                    files, promoted,
+                )
             window = (
                 f"{partition_key_for(months[0])}...{partition_key_for(months[-1])}"
                 if months else "all"
@@ -262,6 +269,39 @@ class SparkDeltaIOManager(ConfigurableIOManager):
             promoted.append(relative)
             files.append(describe_file(fs, table_path, relative, partition_values))
         return files
+
+    @staticmethod
+    def _mark_empty_months(
+        fs: pafs.FileSystem,
+        table_path: str,
+        write_id: str,
+        arrow_schema: pa.Schema,
+        partition_column: str,
+        month_values: list[str],
+        files: list[DataFile],
+        promoted: list[str],
+    ) -> list[DataFile]:
+        """A zero-row Parquet file for each month of the run that got no rows.
+
+        Spark writes no file for a partition without rows, which would leave "written, and empty"
+        (a month without rejected lines, a month without purchases) indistinguishable in the log
+        from "never written" — and a downstream run would refuse to read it. One empty file per
+        such month, committed with the others, records that the month was written.
+        """
+        written = {f.partition_values.get(partition_column) for f in files}
+        file_schema = pa.schema([f for f in arrow_schema if f.name != partition_column])
+        marked = []
+        for value in month_values:
+            if value in written:
+                continue
+            relative = f"{partition_column}={value}/part-00000-{write_id}-empty.parquet"
+            destination = posixpath.join(table_path, relative)
+            fs.create_dir(posixpath.dirname(destination), recursive=True)
+            promoted.append(relative)
+            with fs.open_output_stream(destination) as sink:
+                pq.write_table(file_schema.empty_table(), sink)
+            marked.append(describe_file(fs, table_path, relative, {partition_column: value}))
+        return marked
 
     # -- reading ---------------------------------------------------------------------------------
     def load_input(self, context: InputContext) -> DataFrame:
