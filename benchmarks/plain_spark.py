@@ -11,11 +11,13 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Observation, SparkSession
+from pyspark.sql import functions as F
 
 from medallion_assets.partitions import month_start, partition_key_from_file_name
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.transforms import (
+    REASON,
     accepted_events,
     clean_events,
     daily_funnel,
@@ -38,14 +40,17 @@ def main(csv_path: str, out_dir: str) -> None:
         frame.write.mode("overwrite").partitionBy("month").parquet(str(out / name))
         return spark.read.schema(frame.schema).parquet(str(out / name))
 
+    rejects = Observation("rejects")
     parsed = parse_events(
         spark.read.text(str(csv_file)),
         month=month,
         source_file=csv_file.name,
         ingested_at=dt.datetime.now(dt.timezone.utc),
-    )
+    ).observe(rejects, F.count_if(F.col(REASON).isNotNull()).alias("rejected"))
     bronze = write(accepted_events(parsed), "bronze_events")
-    write(rejected_events(parsed), "bronze_events_rejected")
+    # As in the pipeline: the file is read a second time only when some line was rejected.
+    if rejects.get["rejected"]:
+        write(rejected_events(parsed), "bronze_events_rejected")
     silver = write(clean_events(bronze), "silver_events")
     write(revenue_by_brand(silver), "gold_revenue_by_brand")
     write(daily_funnel(silver), "gold_daily_funnel")

@@ -270,11 +270,11 @@ def test_malformed_lines_are_kept_aside_with_reasons_and_every_valid_row_lands(
 
     events = materialization_metadata(result, "bronze_events", "bronze/events")
     assert events["dagster/partition_row_count"] == len(good)
-    assert events["source_data_lines"] == {"2019-10": len(good) + len(bad)}
-    assert events["accepted_rows"] == {"2019-10": len(good)}
-    assert events["rejected_rows"] == {"2019-10": len(bad)}
     rejected_meta = materialization_metadata(result, "bronze_events", "bronze/events_rejected")
     assert rejected_meta["dagster/partition_row_count"] == len(bad)
+    assert rejected_meta["source_data_lines"] == {"2019-10": len(good) + len(bad)}
+    assert rejected_meta["accepted_rows"] == {"2019-10": len(good)}
+    assert rejected_meta["rejected_rows"] == {"2019-10": len(bad)}
 
     checks = check_evaluations(result)
     assert checks["bronze_lines_accounted_for"].passed

@@ -33,6 +33,7 @@ from medallion_assets.checks import (
     RejectedShareConfig,
     bronze_lines_accounted_for,
     bronze_rejected_share,
+    duplicate_groups,
     gold_revenue_matches_silver,
     silver_no_duplicate_events,
     silver_user_id_not_null,
@@ -103,16 +104,13 @@ def bronze_stand_in(context, spark: SparkSessionResource):
         (m, "2019-Oct.csv", f"bad {n}", "reason") for m in months for n in range(BRONZE[m][1])
     ]
     lines = {m.strftime("%Y-%m"): BRONZE[m][2] for m in months if BRONZE[m][2] is not None}
-    yield Output(
-        session.createDataFrame(accepted, EVENT_COLUMNS),
-        output_name="events",
-        metadata={"source_data_lines": lines},
-    )
+    yield Output(session.createDataFrame(accepted, EVENT_COLUMNS), output_name="events")
     yield Output(
         session.createDataFrame(
             rejected, "month date, _source_file string, line string, reason string"
         ),
         output_name="events_rejected",
+        metadata={"source_data_lines": lines},
     )
 
 
@@ -297,3 +295,25 @@ def test_nonsensical_thresholds_fail_without_retry(warn, fail, env, monkeypatch)
     with pytest.raises(Failure) as error:
         RejectedShareConfig(warn_above_percent=warn, fail_above_percent=fail).thresholds()
     assert error.value.allow_retries is False
+
+
+def test_duplicate_groups_are_exact_despite_hash_collisions(spark):
+    """Spark's row hash skips nulls, so ("a", null) and (null, "a") hash alike: the check must
+    still tell them apart, and still count true copies that hold nulls."""
+    month = dt.date(2019, 10, 1)
+    at = dt.datetime(2019, 10, 1, tzinfo=dt.timezone.utc)
+    rows = [
+        (at, "view", 1, None, "a", None, Decimal("1.00"), 7, "s", month),
+        (at, "view", 1, None, None, "a", Decimal("1.00"), 7, "s", month),  # same hash, not a copy
+        (at, "cart", 2, None, None, None, Decimal("2.00"), 7, None, month),
+        (at, "cart", 2, None, None, None, Decimal("2.00"), 7, None, month),  # a copy, with nulls
+        (at, "cart", 2, None, None, None, Decimal("2.00"), 7, None, month),  # and another
+        (at, "cart", 2, None, None, None, Decimal("2.00"), 7, None, dt.date(2019, 11, 1)),
+    ]
+    schema = (
+        "event_time timestamp, event_type string, product_id bigint, category_id bigint, "
+        "category_code string, brand string, price decimal(12,2), user_id bigint, "
+        "user_session string, month date"
+    )
+    groups = duplicate_groups(spark.createDataFrame(rows, schema)).collect()
+    assert [(g.event_type, g.month, g["count"]) for g in groups] == [("cart", month, 3)]

@@ -25,6 +25,7 @@ from medallion_assets.partitions import (
 from medallion_assets.resources.landing import LandingDirectory, SourceFileError
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.retries import SPARK_RETRY_POLICY, deterministic_failure
+from medallion_assets.schema import BRONZE_REJECTED_SCHEMA
 from medallion_assets.transforms import REASON, accepted_events, parse_events, rejected_events
 
 BRONZE_EVENTS = ["bronze", "events"]
@@ -66,11 +67,14 @@ def bronze_events(
     """Read each month of the run from the landing directory and parse it.
 
     A missing or unusable file fails the step before Spark reads anything, naming the file and
-    the problem, without retries (the next attempt would find the same file). Each month's lines
-    are counted while the first table is written (Spark observations, no extra pass over the
-    file): the number of data lines in the file, independent of the parser, and how many the
-    parser accepted and rejected. They land in the materialization metadata of bronze/events,
-    where the data-quality checks compare them with what the tables hold.
+    the problem, without retries (the next attempt would find the same file).
+
+    The source is read once: writing bronze/events parses every line, and Spark observations
+    count, on the way, each month's data lines (independently of the parser) and how many the
+    parser accepted and rejected. Only when some line was rejected is the file read a second time
+    to write bronze/events_rejected; otherwise its months are written empty. The counts land in
+    the materialization metadata of bronze/events_rejected (known only once bronze/events is
+    written), where the data-quality checks compare them with what the tables hold.
     """
     session = spark.spark_session
     ingested_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -108,10 +112,11 @@ def bronze_events(
         observations[key] = (line_count, parse_count)
         parsed = month_rows if parsed is None else parsed.unionByName(month_rows)
     assert parsed is not None
-    # Writing the rejected lines runs the whole parse once, which fills the observations.
-    yield Output(rejected_events(parsed), output_name="events_rejected")
+    source_metadata = {"source_files": MetadataValue.json(source_files)}
+    # Writing the accepted rows parses every line once, which fills the observations.
+    yield Output(accepted_events(parsed), output_name="events", metadata=source_metadata)
     counts = {key: _observed(line, parse) for key, (line, parse) in observations.items()}
-    metadata = {"source_files": MetadataValue.json(source_files)}
+    metadata = dict(source_metadata)
     if all(c is not None for c in counts.values()):
         metadata.update(
             {
@@ -123,9 +128,20 @@ def bronze_events(
                 "rejected_rows": MetadataValue.json({k: c["rejected"] for k, c in counts.items()}),
             }
         )
+        rejected = sum(c["rejected"] for c in counts.values())
     else:
         context.log.warning("Spark did not report the line counts; the line-count check will fail.")
-    yield Output(accepted_events(parsed), output_name="events", metadata=metadata)
+        rejected = None
+    if rejected == 0:
+        # The usual case: no second pass over the source files. The months are still written,
+        # empty, which replaces the rejects of an earlier run of the same months.
+        context.log.info("No rejected lines.")
+        frame = session.createDataFrame([], BRONZE_REJECTED_SCHEMA)
+    else:
+        if rejected:
+            context.log.warning(f"{rejected} rejected lines; see bronze/events_rejected.")
+        frame = rejected_events(parsed)
+    yield Output(frame, output_name="events_rejected", metadata=metadata)
 
 
 def _name(kind: str, key: str) -> str:
