@@ -98,6 +98,7 @@ def test_a_line_that_is_not_utf8_is_rejected_not_mangled(spark, tmp_path):
     events, rejected = accepted_events(parsed), rejected_events(parsed).collect()
     assert [r.brand for r in events.collect()] == ["samsung"]
     assert len(rejected) == 1 and "not valid UTF-8" in rejected[0].reason
+    assert "sams\ufffdng" in rejected[0].line  # kept, as a valid string
 
 
 def test_only_the_first_line_of_each_file_is_taken_as_its_header(spark, tmp_path):
