@@ -321,6 +321,18 @@ def silver_user_id_not_null(
 
 
 _HASH = "_row_hash"
+_KEY = [MONTH_COLUMN, *SOURCE_COLUMNS]
+
+
+def _hashed(events: DataFrame) -> DataFrame:
+    return events.withColumn(_HASH, F.xxhash64(*_KEY))
+
+
+def repeated_hashes(events: DataFrame) -> DataFrame:
+    """(month, row hash) pairs that more than one row has: every group of duplicates is among
+    them, plus the rare rows that merely share a hash. Costs one 64-bit hash per row shuffled."""
+    counts = _hashed(events).groupBy(MONTH_COLUMN, _HASH).count()
+    return counts.where(F.col("count") > 1).select(MONTH_COLUMN, _HASH)
 
 
 def duplicate_groups(events: DataFrame) -> DataFrame:
@@ -328,17 +340,17 @@ def duplicate_groups(events: DataFrame) -> DataFrame:
     with their ``count``: exact, at the cost of shuffling one 64-bit hash per row.
 
     Grouping by the nine columns would shuffle every row whole — as much data as silver's own
-    de-duplication. Rows are grouped by a hash of the columns instead; only rows whose hash occurs
-    more than once (duplicates, or the rare collision) are then grouped by their real values.
-    Grouping rather than COUNT(DISTINCT ...), which skips rows with a null column, counts every
-    copy.
+    de-duplication (on a 5M-row month, 25 s against silver's 37 s). Rows are grouped by a hash of
+    the columns instead (`repeated_hashes`); only rows whose hash occurs more than once
+    (duplicates, or the rare collision) are then grouped by their real values. Grouping rather
+    than COUNT(DISTINCT ...), which skips rows with a null column, counts every copy.
     """
-    columns = [MONTH_COLUMN, *SOURCE_COLUMNS]
-    hashed = events.withColumn(_HASH, F.xxhash64(*columns))
-    repeated = hashed.groupBy(MONTH_COLUMN, _HASH).count().where(F.col("count") > 1)
-    # Small in a healthy table, so adaptive execution broadcasts it.
-    candidates = hashed.join(repeated.select(MONTH_COLUMN, _HASH), [MONTH_COLUMN, _HASH], "left_semi")
-    return candidates.groupBy(*columns).count().where(F.col("count") > 1)
+    repeated = repeated_hashes(events)
+    # Broadcast, planned as such: left to adaptive execution, the join would shuffle every row
+    # whole before learning that the repeated hashes are few. A table so broken that millions of
+    # rows repeat fails this check either way.
+    candidates = _hashed(events).join(F.broadcast(repeated), [MONTH_COLUMN, _HASH], "left_semi")
+    return candidates.groupBy(*_KEY).count().where(F.col("count") > 1)
 
 
 @asset_check(
