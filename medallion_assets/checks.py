@@ -5,10 +5,11 @@ lost lines never reaches silver, and a silver with duplicates never reaches gold
 table itself has already been committed by then (that is what is being checked); what the gate
 guarantees is that nothing downstream is built from it until the month is fixed and re-run.
 
-Every check reads only the run's months of the Delta tables (the snapshot's files of those
-partitions, picked with delta-rs partition filters and read by Spark) and aggregates in Spark: the
-driver only ever sees one small row per month. A month the table holds no file for reads as empty
-(a clean month has no rejected lines, a month may have no purchase), rather than failing to load.
+Every check reads only the run's months of the Delta tables: the bronze checks need row counts
+only, which the Delta log holds per file (no data is read); the others read the snapshot's files of
+those partitions with Spark and aggregate there, so the driver only ever sees one small row per
+month. A month the table holds no file for reads as empty (a clean month has no rejected lines, a
+month may have no purchase), rather than failing to load.
 Results list their numbers per month in the metadata.
 
 - ``bronze_lines_accounted_for``: accepted rows + rejected rows = data lines of the source file.
@@ -129,11 +130,6 @@ def _per_month(frame: DataFrame, months: Iterable[str], **aggregates) -> dict[st
     return {m: found.get(m, dict.fromkeys(aggregates)) for m in months}
 
 
-def _row_counts(frame: DataFrame, months: Iterable[str]) -> dict[str, int]:
-    counts = _per_month(frame, months, rows=F.count(F.lit(1)))
-    return {m: c["rows"] or 0 for m, c in counts.items()}
-
-
 def _months_text(values: Mapping[str, object]) -> str:
     return ", ".join(f"{month}: {value}" for month, value in values.items())
 
@@ -166,13 +162,11 @@ def recorded_data_lines(context: AssetCheckExecutionContext, month: str) -> int 
 )
 def bronze_lines_accounted_for(
     context: AssetCheckExecutionContext,
-    spark: SparkSessionResource,
     io_manager: ResourceParam[SparkDeltaIOManager],
 ) -> AssetCheckResult:
     months = _run_months(context)
-    session = spark.spark_session
-    accepted = _row_counts(read_months(session, io_manager, BRONZE_EVENTS, months), months)
-    rejected_rows = _row_counts(read_months(session, io_manager, BRONZE_REJECTED, months), months)
+    accepted = io_manager.month_row_counts(BRONZE_EVENTS, months)
+    rejected_rows = io_manager.month_row_counts(BRONZE_REJECTED, months)
     lines = {m: recorded_data_lines(context, m) for m in months}
     unrecorded = [m for m, n in lines.items() if n is None]
     mismatched = {
@@ -249,14 +243,12 @@ def _percent(configured: float | None, env: str, default: float) -> float:
 def bronze_rejected_share(
     context: AssetCheckExecutionContext,
     config: RejectedShareConfig,
-    spark: SparkSessionResource,
     io_manager: ResourceParam[SparkDeltaIOManager],
 ) -> AssetCheckResult:
     warn, fail = config.thresholds()
     months = _run_months(context)
-    session = spark.spark_session
-    accepted = _row_counts(read_months(session, io_manager, BRONZE_EVENTS, months), months)
-    rejected_rows = _row_counts(read_months(session, io_manager, BRONZE_REJECTED, months), months)
+    accepted = io_manager.month_row_counts(BRONZE_EVENTS, months)
+    rejected_rows = io_manager.month_row_counts(BRONZE_REJECTED, months)
     shares = {
         m: 100.0 * rejected_rows[m] / (accepted[m] + rejected_rows[m])
         if accepted[m] + rejected_rows[m]

@@ -304,6 +304,19 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         return marked
 
     # -- reading ---------------------------------------------------------------------------------
+    def month_row_counts(self, asset_path: Sequence[str], months: Sequence[str]) -> dict[str, int]:
+        """Rows per month key (``YYYY-MM``) of an asset's table, from the Delta log's numRecords
+        (taken from each file's Parquet footer at commit): no data file is read. A month without
+        files, or a table that does not exist yet, counts 0."""
+        counts = dict.fromkeys(months, 0)
+        table = open_table(self.table_uri(asset_path), self.delta_storage_options())
+        if table is None:
+            return counts
+        wanted = {f"{m}-01": m for m in months}
+        for _, part, records in live_files(table, MONTH_COLUMN, wanted):
+            counts[wanted[part]] += records or 0
+        return counts
+
     def load_input(self, context: InputContext) -> DataFrame:
         spark = self.spark.spark_session
         asset_key = context.asset_key
