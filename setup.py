@@ -12,7 +12,9 @@ setup(
         "dagster-pyspark>=0.29,<0.30",
         "dagster-deltalake>=0.29,<0.30",
         "deltalake>=1.6,<2",
-        "pyspark>=4.0,<4.4",
+        # The connect extra is the Spark Connect client (grpcio, protobuf, zstandard): `make dev` and
+        # MEDALLION_SPARK_REMOTE use it; the classic local session does not need it.
+        "pyspark[connect]>=4.0,<4.4",
         "pyarrow>=18",
         "polars>=1.0",
         "numpy>=1.26",
