@@ -9,7 +9,7 @@ ROWS ?= 100000
 LANDING := $(or $(MEDALLION_LANDING_DIR),data/landing)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: run test dev bench bench-scale install java clean
+.PHONY: run test lint dev bench bench-scale install java test-system-deps clean
 
 install: $(STAMP)
 
@@ -19,21 +19,31 @@ $(STAMP): setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+## System packages (Debian names), installed when missing by scripts/system-deps.sh: with apt-get when
+## run as root, otherwise it stops and prints the command to run. `make run`/`dev`/`bench` need Java;
+## `make test` also needs headless Chromium and its driver for the browser test.
 java:
-	@scripts/check-java.sh
+	@scripts/system-deps.sh java
+
+test-system-deps:
+	@scripts/system-deps.sh java browser
 
 ## make run: install, write two sample months if the landing dir is empty, materialize every asset
 ## for both months in one Dagster run, print the top brands from gold.
-run: $(STAMP) java
+run: java $(STAMP)
 	$(BIN)/medallion-sample-data --out $(LANDING) $(addprefix --month ,$(MONTHS)) --rows $(ROWS) --if-empty
 	$(BIN)/dagster asset materialize -m medallion_assets.definitions --select '*' \
 		--partition-range $(firstword $(MONTHS))...$(lastword $(MONTHS)) \
 		--config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 	$(BIN)/medallion-top-brands
 
-## make test: install and run the whole suite (slow real-system tests included).
-test: $(STAMP) java
+## make test: system packages, install, lint, then the whole suite (slow real-system tests included).
+test: test-system-deps $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make lint: ruff with the rules selected in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 ## make dev: the Dagster UI and daemon on http://127.0.0.1:3000 with the project's DAGSTER_HOME.
 dev: $(STAMP) java
@@ -42,11 +52,11 @@ dev: $(STAMP) java
 ## make bench: one month (BENCH_ROWS=5000000 by default) through our pipeline, a plain Spark script, the
 ## old notebook's approach and DuckDB; prints ratios and appends to benchmarks/RESULTS.md.
 BENCH_ROWS ?= 5000000
-bench: $(STAMP) java
+bench: java $(STAMP)
 	$(BIN)/python benchmarks/bench.py --rows $(BENCH_ROWS)
 
 ## make bench-scale: a full-size month (42.4M rows) and a 12-month backfill vs 12 runs (long).
-bench-scale: $(STAMP) java
+bench-scale: java $(STAMP)
 	$(BIN)/python benchmarks/scale.py
 
 clean:

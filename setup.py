@@ -9,6 +9,8 @@ setup(
     install_requires=[
         "dagster>=1.13,<1.14",
         "dagster-webserver>=1.13,<1.14",
+        # `dg check defs`, `dg list defs`, `dg launch`, `dg dev` (the project is a dg project).
+        "dagster-dg-cli>=1.13,<1.14",
         "dagster-pyspark>=0.29,<0.30",
         "dagster-deltalake>=0.29,<0.30",
         "deltalake>=1.6,<2",
@@ -30,6 +32,8 @@ setup(
             "psutil>=5.9",
             # A real SMTP server for the e-mail alert tests.
             "aiosmtpd>=1.4",
+            # `make lint`; pinned to a minor release so new rules arrive by choice.
+            "ruff>=0.17,<0.18",
         ],
     },
     entry_points={
