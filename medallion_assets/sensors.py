@@ -11,25 +11,43 @@ What one tick does, for every entry of the landing directory:
   inside the directory (directories, broken symbolic links, links pointing elsewhere), names that
   are not ``YYYY-Mon.csv`` / ``YYYY-MM.csv`` (optionally ``.gz``), and months that are not
   partitions (before the first month, or a month that has not ended yet).
-* Waits for a file to be unchanged — same size and modification time — since the previous
-  tick, so a file still being copied never starts a run. The observations travel in the
-  sensor's cursor (JSON), which Dagster stores with each tick.
-* Requests one run of the whole graph (`medallion_monthly`) for the file's month. The run key
-  is the file name, modification time and size: a file is processed once, and a replaced or
-  changed file is processed again. The cursor remembers the keys already requested, and
-  Dagster itself never launches two runs with the same run key for a sensor.
+* Waits until a file has settled: unchanged (same size and modification time) for
+  ``$MEDALLION_SENSOR_SETTLE_SECONDS`` (5 s by default). A file that finished arriving earlier —
+  moved in, or copied with its time preserved — is picked up by the first tick that sees it; a
+  file still being written keeps a fresh modification time and is never read half-way. The
+  sensor's clock also counts: a file seen unchanged by ticks that far apart has settled even if
+  its modification time lies in the future (a skewed file server).
+* Skips a month whose bronze was last materialized from this very file — same name, size and
+  modification time (`SourceFingerprint`, recorded by bronze) — whoever built it: ``make run``,
+  the CLI, a backfill, the UI or an earlier tick. A re-delivered or changed file runs its month
+  again.
+* Otherwise requests one run of the whole graph (`medallion_monthly`) for the file's month. The
+  run key is the file's fingerprint, so Dagster never launches two runs for one version of a
+  file.
+
+What the ticks have seen travels in the sensor's cursor (JSON), which Dagster stores with each
+tick: each file's last observation and when it was first seen so, and the version of each file
+already handled (requested, or found built) with the reason, logged again on every tick.
 
 Several months landing together become several run requests; the ``spark`` pool of the
-instance (``.dagster_home/dagster.yaml``) queues them so that they run one after the other.
+instance (``.dagster_home/dagster.yaml``; `make dev` sets its limit) queues them so that they run
+one after the other.
 """
+
+from __future__ import annotations
 
 import json
 import os
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -38,19 +56,30 @@ from dagster import (
     sensor,
 )
 
+from medallion_assets.assets.bronze import BRONZE_EVENTS
 from medallion_assets.jobs import MEDALLION_JOB_NAME
 from medallion_assets.partitions import (
     candidate_file_names,
     monthly_partitions,
     partition_key_from_file_name,
 )
-from medallion_assets.resources.landing import LandingDirectory, inside
+from medallion_assets.resources.landing import (
+    LandingDirectory,
+    SourceFingerprint,
+    fingerprint_in_metadata,
+    inside,
+)
 
 SENSOR_NAME = "landing_csv_sensor"
 INTERVAL_ENV = "MEDALLION_SENSOR_INTERVAL_SECONDS"
-DEFAULT_INTERVAL_SECONDS = 15
+SETTLE_ENV = "MEDALLION_SENSOR_SETTLE_SECONDS"
+# Dagster's sensor daemon looks at sensors every 5 s at most: a shorter interval gains nothing.
+DEFAULT_INTERVAL_SECONDS = 5
+DEFAULT_SETTLE_SECONDS = 5.0
 SOURCE_FILE_TAG = "medallion/source_file"
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
+# Bronze's materialization metadata before it recorded fingerprints: {month: file name}.
+LEGACY_SOURCE_FILES_METADATA = "source_files"
 
 # Names that download managers, editors and copy tools give a file while they write it.
 TEMPORARY_SUFFIXES = (
@@ -66,67 +95,145 @@ TEMPORARY_SUFFIXES = (
 )
 
 
-def interval_seconds() -> int:
-    """Seconds between ticks: ``$MEDALLION_SENSOR_INTERVAL_SECONDS``, else 15.
-
-    A file needs two ticks (seen, then seen unchanged), so this bounds how long a landed file
-    waits before its run is requested.
-    """
-    raw = os.environ.get(INTERVAL_ENV, "")
+def _number_from_env(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name, "")
     try:
-        value = int(raw) if raw.strip() else DEFAULT_INTERVAL_SECONDS
+        value = float(raw) if raw.strip() else default
     except ValueError:
-        value = DEFAULT_INTERVAL_SECONDS
-    return max(value, 1)
+        value = default
+    return max(value, minimum)
+
+
+def interval_seconds() -> int:
+    """Seconds between ticks: ``$MEDALLION_SENSOR_INTERVAL_SECONDS``, else 5."""
+    return int(_number_from_env(INTERVAL_ENV, DEFAULT_INTERVAL_SECONDS, 1))
+
+
+def settle_seconds() -> float:
+    """How long a file must stay unchanged before its month runs:
+    ``$MEDALLION_SENSOR_SETTLE_SECONDS``, else 5."""
+    return _number_from_env(SETTLE_ENV, DEFAULT_SETTLE_SECONDS, 0)
 
 
 @dataclass(frozen=True)
 class Observation:
-    """What a tick saw of a file: enough to tell whether it changed since."""
+    """What the ticks saw of a file: its size and modification time, and since when (sensor clock)
+    they have been so."""
 
     size: int
     mtime_ns: int
+    since: float
 
-    def run_key(self, name: str) -> str:
-        return f"{name}:{self.mtime_ns}:{self.size}"
+    def same_file_version(self, other: Observation | None) -> bool:
+        return other is not None and (other.size, other.mtime_ns) == (self.size, self.mtime_ns)
+
+
+@dataclass(frozen=True)
+class Handled:
+    """A file version the sensor is done with: its run key and why (logged on every tick)."""
+
+    run_key: str
+    reason: str
 
 
 @dataclass
 class SensorState:
-    """The sensor cursor: the last observation of each candidate file, and the run key already
-    requested for it."""
+    """The sensor cursor: the last observation of each candidate file, and the version of each
+    file already handled."""
 
     observed: dict[str, Observation] = field(default_factory=dict)
-    requested: dict[str, str] = field(default_factory=dict)
+    handled: dict[str, Handled] = field(default_factory=dict)
 
     @classmethod
-    def from_cursor(cls, cursor: str | None) -> "SensorState":
+    def from_cursor(cls, cursor: str | None) -> SensorState:
         if not cursor:
             return cls()
         try:
             raw = json.loads(cursor)
             observed = {
-                str(name): Observation(int(size), int(mtime_ns))
-                for name, (size, mtime_ns) in raw.get("observed", {}).items()
+                str(name): Observation(int(size), int(mtime_ns), float(since))
+                for name, (size, mtime_ns, since) in raw.get("observed", {}).items()
             }
-            requested = {str(k): str(v) for k, v in raw.get("requested", {}).items()}
+            handled = {
+                str(name): Handled(str(run_key), str(reason))
+                for name, (run_key, reason) in raw.get("handled", {}).items()
+            }
         except (ValueError, TypeError, AttributeError):
-            # An unreadable cursor only costs one extra tick of waiting; run keys still stop
-            # Dagster from processing a file twice.
+            # An unreadable cursor (or one of an older version) costs at most a settle time:
+            # what is built is found built again, and run keys stop Dagster from running a file
+            # version twice.
             return cls()
-        return cls(observed=observed, requested=requested)
+        return cls(observed=observed, handled=handled)
 
     def to_cursor(self) -> str:
         return json.dumps(
             {
                 "version": CURSOR_VERSION,
                 "observed": {
-                    name: [o.size, o.mtime_ns] for name, o in sorted(self.observed.items())
+                    name: [o.size, o.mtime_ns, o.since] for name, o in sorted(self.observed.items())
                 },
-                "requested": dict(sorted(self.requested.items())),
+                "handled": {
+                    name: [h.run_key, h.reason] for name, h in sorted(self.handled.items())
+                },
             },
             separators=(",", ":"),
         )
+
+
+@dataclass(frozen=True)
+class LastBuild:
+    """What the instance knows of a month's last bronze materialization."""
+
+    run_id: str
+    # Recorded by bronze: the file version the month was built from.
+    fingerprint: SourceFingerprint | None = None
+    # Older materializations recorded only the file's name; with it, when the run started.
+    source_file: str | None = None
+    run_started_at: float | None = None
+
+
+def built_from(fingerprint: SourceFingerprint, build: LastBuild | None) -> str | None:
+    """Why the month is already built from the file version `fingerprint`, or None if it is not
+    (never built, or built from another file or another version of it)."""
+    if build is None:
+        return None
+    run = build.run_id[:8]
+    if build.fingerprint is not None:
+        if build.fingerprint != fingerprint:
+            return None
+        return f"already built from this very file by run {run} (same name, size and mtime)"
+    # A materialization that names only the file: it was built from the current version if that
+    # version was already in place when the run started.
+    if (
+        build.source_file == fingerprint.file
+        and build.run_started_at is not None
+        and fingerprint.mtime_ns / 1e9 < build.run_started_at
+    ):
+        return f"already built from this file by run {run}, which started after its last change"
+    return None
+
+
+def last_bronze_build(instance: DagsterInstance, month: str) -> LastBuild | None:
+    """The month's last materialization of bronze/events, read from the instance's event log."""
+    result = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(BRONZE_EVENTS), asset_partitions=[month]), limit=1
+    )
+    if not result.records:
+        return None
+    record = result.records[0]
+    materialization = record.asset_materialization
+    metadata = {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
+    fingerprint = fingerprint_in_metadata(metadata, month)
+    if fingerprint is not None:
+        return LastBuild(run_id=record.run_id, fingerprint=fingerprint)
+    legacy = metadata.get(LEGACY_SOURCE_FILES_METADATA)
+    source_file = legacy.get(month) if isinstance(legacy, dict) else None
+    run = instance.get_run_record_by_id(record.run_id) if source_file else None
+    return LastBuild(
+        run_id=record.run_id,
+        source_file=source_file,
+        run_started_at=run.start_time if run else None,
+    )
 
 
 def _hidden_or_temporary(name: str) -> bool:
@@ -173,16 +280,27 @@ class Scan:
     run_requests: list[RunRequest]
     state: SensorState
     skipped: dict[str, str]
-    waiting: list[str]
+    waiting: dict[str, str]
+    # Why each requested file's month runs.
+    requested: dict[str, str]
 
 
-def scan_landing(directory: Path, previous: SensorState) -> Scan:
-    """Decide, from the directory's entries and the previous tick's state, which runs to request.
+def scan_landing(
+    directory: Path,
+    previous: SensorState,
+    *,
+    now: float,
+    settle: float,
+    last_build: Callable[[str], LastBuild | None],
+) -> Scan:
+    """Decide, from the directory's entries, the previous tick's state, the time and what each
+    month was last built from, which runs to request.
 
-    Pure apart from reading the directory, so that every rule can be tested file by file.
+    Pure apart from reading the directory (and `last_build`, asked only about settled files not
+    handled yet), so that every rule can be tested file by file.
     """
     skipped: dict[str, str] = {}
-    candidates: dict[str, dict[str, Observation]] = {}
+    candidates: dict[str, dict[str, os.stat_result]] = {}
     with os.scandir(directory) as entries:
         names = sorted(entry.name for entry in entries)
     for name in names:
@@ -209,30 +327,57 @@ def scan_landing(directory: Path, previous: SensorState) -> Scan:
         except OSError:
             skipped[name] = "disappeared while the directory was being read"
             continue
-        candidates.setdefault(key, {})[name] = Observation(info.st_size, info.st_mtime_ns)
+        candidates.setdefault(key, {})[name] = info
 
     state = SensorState()
     run_requests: list[RunRequest] = []
-    waiting: list[str] = []
+    waiting: dict[str, str] = {}
+    requested: dict[str, str] = {}
     for key in sorted(candidates):
         files = candidates[key]
         # The run reads the first of the month's names that exists; others are never read.
         chosen = next((n for n in candidate_file_names(key) if n in files), min(files))
         for other in sorted(set(files) - {chosen}):
             skipped[other] = f"{chosen} is also there and is the file read for {key}"
-        observation = files[chosen]
-        run_key = observation.run_key(chosen)
+        info = files[chosen]
+        fingerprint = SourceFingerprint(chosen, info.st_size, info.st_mtime_ns)
+        run_key = fingerprint.run_key()
+        observation = Observation(info.st_size, info.st_mtime_ns, now)
+        seen = previous.observed.get(chosen)
+        if observation.same_file_version(seen):
+            observation = seen
         state.observed[chosen] = observation
-        if previous.requested.get(chosen) == run_key:
-            state.requested[chosen] = run_key
+
+        done = previous.handled.get(chosen)
+        if done is not None and done.run_key == run_key:
+            state.handled[chosen] = done
+            skipped[chosen] = done.reason
             continue
-        if chosen in previous.requested:
-            # An earlier version was processed; keep its key until this one is requested.
-            state.requested[chosen] = previous.requested[chosen]
-        if previous.observed.get(chosen) != observation:
-            waiting.append(chosen)
+        if done is not None:
+            # An earlier version was handled; keep it until this one is.
+            state.handled[chosen] = done
+
+        unchanged_for = now - min(info.st_mtime_ns / 1e9, observation.since)
+        if unchanged_for < settle:
+            waiting[chosen] = (
+                f"changed {max(now - info.st_mtime_ns / 1e9, 0):.1f} s ago; its month runs once "
+                f"it has been unchanged for {settle:g} s"
+            )
             continue
-        state.requested[chosen] = run_key
+
+        build = last_build(key)
+        reason = built_from(fingerprint, build)
+        if reason:
+            state.handled[chosen] = Handled(run_key, f"{key} {reason}")
+            skipped[chosen] = state.handled[chosen].reason
+            continue
+        if build is None:
+            requested[chosen] = f"{key} has not been built"
+        elif build.fingerprint is not None:
+            requested[chosen] = f"{key} was last built from {build.fingerprint.describe()}"
+        else:
+            requested[chosen] = f"{key} was last built by run {build.run_id[:8]} from another file"
+        state.handled[chosen] = Handled(run_key, f"a run of {key} was requested for this file")
         run_requests.append(
             RunRequest(
                 run_key=run_key,
@@ -240,15 +385,19 @@ def scan_landing(directory: Path, previous: SensorState) -> Scan:
                 tags={SOURCE_FILE_TAG: chosen},
             )
         )
-    return Scan(run_requests=run_requests, state=state, skipped=skipped, waiting=waiting)
+    return Scan(
+        run_requests=run_requests,
+        state=state,
+        skipped=skipped,
+        waiting=waiting,
+        requested=requested,
+    )
 
 
 def _summary(scan: Scan) -> str:
     parts = []
     if scan.waiting:
-        parts.append(
-            "waiting for " + ", ".join(scan.waiting) + " to stay unchanged until the next tick"
-        )
+        parts.append("waiting for " + ", ".join(scan.waiting) + " to settle")
     if scan.skipped:
         parts.append(f"skipped {len(scan.skipped)}: " + ", ".join(sorted(scan.skipped)))
     return "No new month to process" + (" (" + "; ".join(parts) + ")" if parts else "") + "."
@@ -261,25 +410,32 @@ def _summary(scan: Scan) -> str:
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "Starts a run of the whole graph for a month when its file (YYYY-Mon.csv, YYYY-MM.csv, "
-        "optionally .gz) lands in the landing directory and has stopped changing; again when "
-        "the file is replaced."
+        "optionally .gz) lands in the landing directory and has settled, unless the month was "
+        "already built from that very file; again when the file is replaced."
     ),
 )
 def landing_csv_sensor(context: SensorEvaluationContext, landing: LandingDirectory):
     directory = landing.directory()
     previous = SensorState.from_cursor(context.cursor)
     try:
-        scan = scan_landing(directory, previous)
+        scan = scan_landing(
+            directory,
+            previous,
+            now=time.time(),
+            settle=settle_seconds(),
+            last_build=lambda month: last_bronze_build(context.instance, month),
+        )
     except (FileNotFoundError, NotADirectoryError):
         return SkipReason(f"The landing directory {directory} does not exist.")
     for name, reason in scan.skipped.items():
         context.log.info(f"Skipping {name}: {reason}.")
-    for name in scan.waiting:
-        context.log.info(f"Waiting for {name}: new or changed since the previous tick.")
+    for name, reason in scan.waiting.items():
+        context.log.info(f"Waiting for {name}: {reason}.")
     for request in scan.run_requests:
+        name = request.tags[SOURCE_FILE_TAG]
         context.log.info(
-            f"Requesting a run for {request.partition_key} from {request.tags[SOURCE_FILE_TAG]} "
-            f"(run key {request.run_key})."
+            f"Requesting a run for {request.partition_key} from {name}: "
+            f"{scan.requested[name]} (run key {request.run_key})."
         )
     cursor = scan.state.to_cursor()
     if scan.run_requests:

@@ -1,47 +1,70 @@
-"""`landing_csv_sensor`, tick by tick, over a real temporary landing directory."""
+"""`landing_csv_sensor`, tick by tick, over a real temporary landing directory and a real
+(ephemeral) Dagster instance holding what each month was last built from."""
 
 import datetime as dt
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
 from dagster import (
+    AssetMaterialization,
+    DagsterInstance,
     DefaultSensorStatus,
+    Output,
     RunRequest,
     SensorResult,
     SkipReason,
     build_sensor_context,
+    job,
+    op,
 )
 
+from medallion_assets.assets.bronze import BRONZE_EVENTS
 from medallion_assets.definitions import defs
-from medallion_assets.resources.landing import LandingDirectory
+from medallion_assets.resources.landing import (
+    LandingDirectory,
+    SourceFingerprint,
+    fingerprint_metadata,
+)
 from medallion_assets.sample_data import HEADER
 from medallion_assets.sensors import (
     INTERVAL_ENV,
+    SETTLE_ENV,
     SOURCE_FILE_TAG,
+    SensorState,
     interval_seconds,
     landing_csv_sensor,
+    last_bronze_build,
+    scan_landing,
+    settle_seconds,
 )
+from medallion_assets_tests.source_lines import good_lines, run_job, write_source
 
 ROW = (
     "2019-10-01 00:00:00 UTC,view,1,2053013552226107603,,acer,12.30,512345678,"
     "5f1c1f1e-0000-4000-8000-000000000000"
 )
+# Long finished files: settled on the first tick that sees them.
+OLD = 1_600_000_000
 
 
 class Ticks:
     """Evaluates the sensor the way the daemon does: each tick gets the previous tick's cursor."""
 
-    def __init__(self, landing: Path):
+    def __init__(self, landing: Path, instance: DagsterInstance):
         self.landing = landing
+        self.instance = instance
         self.cursor: str | None = None
         self.messages: list[str] = []
 
     def __call__(self) -> SensorResult | SkipReason:
         context = build_sensor_context(
-            cursor=self.cursor, resources={"landing": LandingDirectory(path=str(self.landing))}
+            cursor=self.cursor,
+            instance=self.instance,
+            resources={"landing": LandingDirectory(path=str(self.landing))},
         )
         collected = self.messages
 
@@ -60,19 +83,47 @@ class Ticks:
         assert isinstance(result, SensorResult)
         return list(result.run_requests or [])
 
+    def logged(self, prefix: str) -> list[str]:
+        return [m for m in self.messages if m.startswith(prefix)]
 
-def write(path: Path, rows: int = 3, mtime: float | None = None) -> Path:
+
+def write(path: Path, rows: int = 3, mtime: float | None = OLD) -> Path:
+    """A finished source file, by default modified long ago; ``mtime=None`` leaves it fresh."""
     path.write_text(HEADER + "\n" + "".join(ROW + "\n" for _ in range(rows)))
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
 
 
+def record_build(instance: DagsterInstance, month: str, metadata: dict) -> str:
+    """A real run on `instance` that materializes bronze/events for `month` with `metadata`, as a
+    build by the CLI or an older version of the project leaves it; returns the run id."""
+
+    @op
+    def build_bronze():
+        yield AssetMaterialization(asset_key=BRONZE_EVENTS, partition=month, metadata=metadata)
+        yield Output(None)
+
+    @job
+    def external_build():
+        build_bronze()
+
+    result = external_build.execute_in_process(instance=instance)
+    assert result.success
+    return result.run_id
+
+
 @pytest.fixture
-def ticks(tmp_path: Path) -> Ticks:
+def instance() -> DagsterInstance:
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+@pytest.fixture
+def ticks(tmp_path: Path, instance: DagsterInstance) -> Ticks:
     landing = tmp_path / "landing"
     landing.mkdir()
-    return Ticks(landing)
+    return Ticks(landing, instance)
 
 
 @pytest.mark.parametrize(
@@ -84,81 +135,218 @@ def ticks(tmp_path: Path) -> Ticks:
         ("2020-01.csv.gz", "2020-01"),
     ],
 )
-def test_a_recognised_file_gets_one_run_of_its_month_once_it_is_stable(ticks, name, key):
-    path = write(ticks.landing / name, mtime=1_600_000_000)
-
-    first = ticks()
-    assert isinstance(first, SensorResult) and not first.run_requests
-    assert f"waiting for {name}" in first.skip_reason.skip_message
+def test_a_finished_file_gets_one_run_of_its_month_on_the_first_tick(ticks, name, key):
+    path = write(ticks.landing / name)
 
     [request] = ticks.requests()
     info = path.stat()
     assert request.partition_key == key
     assert request.run_key == f"{name}:{info.st_mtime_ns}:{info.st_size}"
     assert request.tags[SOURCE_FILE_TAG] == name
-    assert any(f"Requesting a run for {key} from {name}" in m for m in ticks.messages)
+    [logged] = ticks.logged(f"Requesting a run for {key} from {name}: ")
+    assert f"{key} has not been built" in logged
 
 
 def test_the_runs_are_of_the_job_that_materializes_the_whole_graph():
     sensor = defs.resolve_sensor_def("landing_csv_sensor")
-    job = defs.resolve_job_def(sensor.job_name)
+    job_def = defs.resolve_job_def(sensor.job_name)
     assert sensor.job_name == "medallion_monthly"
-    assert job.asset_layer.selected_asset_keys == defs.resolve_asset_graph().get_all_asset_keys()
+    all_keys = defs.resolve_asset_graph().get_all_asset_keys()
+    assert job_def.asset_layer.selected_asset_keys == all_keys
 
 
-def test_a_processed_file_is_not_processed_again(ticks):
-    write(ticks.landing / "2019-Oct.csv", mtime=1_600_000_000)
-    ticks()
+def test_a_processed_file_is_not_processed_again_and_each_tick_says_why(ticks):
+    write(ticks.landing / "2019-Oct.csv")
     assert len(ticks.requests()) == 1
     for _ in range(3):
         result = ticks()
         assert isinstance(result, SensorResult) and not result.run_requests
+    skips = ticks.logged("Skipping 2019-Oct.csv: ")
+    assert len(skips) == 3
+    assert all("a run of 2019-10 was requested for this file" in m for m in skips)
 
 
 @pytest.mark.parametrize("change", ["content", "mtime"])
 def test_a_replaced_or_changed_file_is_processed_again(ticks, change):
-    path = write(ticks.landing / "2019-Oct.csv", rows=3, mtime=1_600_000_000)
-    ticks()
+    path = write(ticks.landing / "2019-Oct.csv", rows=3)
     [first] = ticks.requests()
 
     if change == "content":
-        write(path, rows=5, mtime=1_600_000_000)  # same mtime, another size
+        write(path, rows=5)  # same (old) mtime, another size
     else:
         os.utime(path, (1_700_000_000, 1_700_000_000))  # same size, re-exported later
-    assert ticks.requests() == []  # changed since the previous tick: wait one more
     [second] = ticks.requests()
     assert second.partition_key == "2019-10"
     assert second.run_key != first.run_key
     assert ticks.requests() == []
 
 
-def test_a_file_still_being_written_does_not_start_a_run(ticks):
+def test_a_file_still_being_written_does_not_start_a_run(ticks, monkeypatch):
+    monkeypatch.setenv(SETTLE_ENV, "2")
     path = ticks.landing / "2019-Nov.csv"
     with open(path, "w") as handle:
         handle.write(HEADER + "\n")
         handle.flush()
         assert ticks.requests() == []
-        for _ in range(3):
+        for _ in range(4):
+            time.sleep(0.5)
             handle.write(ROW + "\n")
             handle.flush()
             assert ticks.requests() == []
-    [request] = ticks.requests()  # unchanged since the previous tick
+    waits = ticks.logged("Waiting for 2019-Nov.csv: ")
+    assert len(waits) == 5
+    assert "unchanged for 2 s" in waits[-1]
+    time.sleep(2.1)
+    [request] = ticks.requests()  # unchanged for the settle time
     assert request.run_key.endswith(f":{path.stat().st_size}")
+
+
+def scan(landing: Path, previous: SensorState, now: float, settle: float = 5.0):
+    """One tick at `now`, for months never built."""
+    return scan_landing(landing, previous, now=now, settle=settle, last_build=lambda month: None)
+
+
+def test_a_file_is_read_once_unchanged_for_the_settle_time_by_its_mtime(ticks):
+    path = write(ticks.landing / "2019-Oct.csv", mtime=OLD)
+    first = scan(ticks.landing, SensorState(), now=OLD + 4.9)
+    assert "2019-Oct.csv" in first.waiting and not first.run_requests
+    assert "changed 4.9 s ago" in first.waiting["2019-Oct.csv"]
+    second = scan(ticks.landing, first.state, now=OLD + 5.0)
+    assert [r.partition_key for r in second.run_requests] == ["2019-10"]
+    assert second.run_requests[0].run_key == SourceFingerprint.of(path).run_key()
+    assert not scan(ticks.landing, SensorState(), now=OLD + 0.5, settle=0).waiting
+
+
+def test_a_file_with_an_mtime_in_the_future_settles_on_the_sensors_clock(ticks):
+    write(ticks.landing / "2019-Oct.csv", mtime=OLD + 3600)  # a file server an hour ahead
+    first = scan(ticks.landing, SensorState(), now=OLD)
+    assert first.waiting and not first.run_requests
+    assert scan(ticks.landing, first.state, now=OLD + 4).waiting
+    later = scan(ticks.landing, first.state, now=OLD + 5)
+    assert [r.partition_key for r in later.run_requests] == ["2019-10"]
+
+
+def test_a_change_restarts_the_settle_time(ticks):
+    path = write(ticks.landing / "2019-Oct.csv", mtime=OLD + 3600)
+    first = scan(ticks.landing, SensorState(), now=OLD)
+    write(path, rows=4, mtime=OLD + 3600)  # grew between two ticks
+    second = scan(ticks.landing, first.state, now=OLD + 5)
+    assert second.waiting and not second.run_requests
+    assert scan(ticks.landing, second.state, now=OLD + 10).run_requests
+
+
+def test_the_settle_time_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv(SETTLE_ENV, raising=False)
+    assert settle_seconds() == 5
+    monkeypatch.setenv(SETTLE_ENV, "0.5")
+    assert settle_seconds() == 0.5
+    monkeypatch.setenv(SETTLE_ENV, "-3")
+    assert settle_seconds() == 0
+    monkeypatch.setenv(SETTLE_ENV, "later")
+    assert settle_seconds() == 5
 
 
 def test_several_months_at_once_become_several_runs_in_month_order(ticks):
     for name in ("2019-Dec.csv", "2019-10.csv.gz", "2019-Nov.csv"):
         write(ticks.landing / name)
-    ticks()
     requests = ticks.requests()
     assert [r.partition_key for r in requests] == ["2019-10", "2019-11", "2019-12"]
     assert len({r.run_key for r in requests}) == 3
 
 
+def test_a_month_built_elsewhere_from_the_same_file_is_not_run_again(ticks, instance):
+    october = write(ticks.landing / "2019-Oct.csv")
+    november = write(ticks.landing / "2019-Nov.csv")
+    run_id = record_build(
+        instance, "2019-10", fingerprint_metadata({"2019-10": SourceFingerprint.of(october)})
+    )
+    # Another month's fingerprint in the same metadata says nothing about November.
+    record_build(
+        instance, "2019-11", fingerprint_metadata({"2019-10": SourceFingerprint.of(november)})
+    )
+
+    assert [r.partition_key for r in ticks.requests()] == ["2019-11"]
+    [skip] = ticks.logged("Skipping 2019-Oct.csv: ")
+    assert skip == (
+        f"Skipping 2019-Oct.csv: 2019-10 already built from this very file by run {run_id[:8]} "
+        "(same name, size and mtime)."
+    )
+    assert ticks.requests() == []
+    assert len(ticks.logged("Skipping 2019-Oct.csv: ")) == 2  # every tick says why
+
+
+@pytest.mark.parametrize("change", ["size", "mtime", "name"])
+def test_a_month_built_from_another_version_of_its_file_runs_again(ticks, instance, change):
+    path = write(ticks.landing / "2019-Oct.csv")
+    built = SourceFingerprint.of(path)
+    if change == "size":
+        write(path, rows=7)
+    elif change == "mtime":
+        os.utime(path, (OLD + 60, OLD + 60))
+    else:
+        path.rename(ticks.landing / "2019-10.csv")
+    record_build(instance, "2019-10", fingerprint_metadata({"2019-10": built}))
+
+    [request] = ticks.requests()
+    assert request.partition_key == "2019-10"
+    [logged] = ticks.logged("Requesting a run for 2019-10 from ")
+    assert f"2019-10 was last built from {built.describe()}" in logged
+
+
+def test_an_older_build_that_names_only_its_file_counts_if_it_started_after_the_last_change(
+    ticks, instance
+):
+    path = write(ticks.landing / "2019-Oct.csv")
+    run_id = record_build(instance, "2019-10", {"source_files": {"2019-10": "2019-Oct.csv"}})
+    assert ticks.requests() == []
+    [skip] = ticks.logged("Skipping 2019-Oct.csv: ")
+    assert f"by run {run_id[:8]}, which started after its last change" in skip
+
+    # Re-delivered after that run started: its month runs again once the file has settled.
+    redelivered = instance.get_run_record_by_id(run_id).start_time + 1
+    os.utime(path, (redelivered, redelivered))
+    rescan = scan_landing(
+        ticks.landing,
+        SensorState.from_cursor(ticks.cursor),
+        now=redelivered + 5,
+        settle=5,
+        last_build=lambda month: last_bronze_build(instance, month),
+    )
+    assert [r.partition_key for r in rescan.run_requests] == ["2019-10"]
+    assert "2019-10 was last built by run" in rescan.requested["2019-Oct.csv"]
+
+
+def test_a_month_built_by_the_real_job_is_not_run_again_until_its_file_changes(
+    instance, landing_dir, warehouse_dir, spark
+):
+    """`make run`, then `make dev`: the sensor finds the month built from the file it sees."""
+    path = write_source(landing_dir, "2019-Oct.csv", good_lines(20))
+    os.utime(path, (OLD, OLD))
+    result = run_job("2019-10", instance=instance)
+    assert result.success
+
+    ticks = Ticks(landing_dir, instance)
+    assert ticks.requests() == []
+    [skip] = ticks.logged("Skipping 2019-Oct.csv: ")
+    assert f"by run {result.run_id[:8]}" in skip
+
+    # Re-delivered with one more line, after that run started.
+    write_source(landing_dir, "2019-Oct.csv", good_lines(21))
+    redelivered = instance.get_run_record_by_id(result.run_id).start_time + 0.5
+    os.utime(path, (redelivered, redelivered))
+    rescan = scan_landing(
+        landing_dir,
+        SensorState.from_cursor(ticks.cursor),
+        now=max(time.time(), redelivered + 5),
+        settle=5,
+        last_build=lambda month: last_bronze_build(instance, month),
+    )
+    assert [r.partition_key for r in rescan.run_requests] == ["2019-10"]
+
+
 def test_only_the_file_a_run_reads_counts_when_a_month_has_two(ticks):
     write(ticks.landing / "2019-10.csv")
     write(ticks.landing / "2019-Oct.csv")
-    ticks()
     [request] = ticks.requests()
     assert request.tags[SOURCE_FILE_TAG] == "2019-Oct.csv"
     assert any(
@@ -268,7 +456,6 @@ def test_what_is_not_a_monthly_file_is_skipped_with_a_logged_reason(ticks, tmp_p
 def test_a_link_to_a_file_inside_the_landing_dir_is_read_like_the_file(ticks):
     write(ticks.landing / "incoming.dat")
     (ticks.landing / "2019-Oct.csv").symlink_to(ticks.landing / "incoming.dat")
-    ticks()
     [request] = ticks.requests()
     assert request.partition_key == "2019-10"
 
@@ -277,59 +464,61 @@ def test_a_skipped_file_does_not_hide_a_good_one(ticks):
     write(ticks.landing / "2019-Sep.csv")
     write(ticks.landing / ".2019-Nov.csv.tmp")
     write(ticks.landing / "2019-Oct.csv")
-    ticks()
     assert [r.partition_key for r in ticks.requests()] == ["2019-10"]
 
 
-def test_a_missing_landing_dir_is_a_skip_not_an_error(tmp_path):
-    ticks = Ticks(tmp_path / "not-there")
+def test_a_missing_landing_dir_is_a_skip_not_an_error(tmp_path, instance):
+    ticks = Ticks(tmp_path / "not-there", instance)
     result = ticks()
     assert isinstance(result, SkipReason)
     assert str(tmp_path / "not-there") in result.skip_message
 
 
-def test_a_landing_path_that_is_a_file_is_a_skip_not_an_error(tmp_path):
+def test_a_landing_path_that_is_a_file_is_a_skip_not_an_error(tmp_path, instance):
     (tmp_path / "landing").write_text("not a directory")
-    result = Ticks(tmp_path / "landing")()
+    result = Ticks(tmp_path / "landing", instance)()
     assert isinstance(result, SkipReason)
 
 
-def test_the_landing_dir_comes_from_the_environment_by_default(landing_dir):
+def test_the_landing_dir_comes_from_the_environment_by_default(landing_dir, instance):
     write(landing_dir / "2019-Oct.csv")
-    cursor = None
-    for _ in range(2):
-        context = build_sensor_context(
-            cursor=cursor, resources={"landing": defs.resources["landing"]}
-        )
-        result = landing_csv_sensor(context)
-        cursor = result.cursor
+    context = build_sensor_context(
+        instance=instance, resources={"landing": defs.resources["landing"]}
+    )
+    result = landing_csv_sensor(context)
     assert [r.partition_key for r in result.run_requests] == ["2019-10"]
 
 
 def test_an_unreadable_cursor_costs_a_tick_not_an_exception(ticks):
-    write(ticks.landing / "2019-Oct.csv")
-    ticks.cursor = "not json"
-    assert ticks.requests() == []
-    ticks.cursor = json.dumps({"observed": {"2019-Oct.csv": "bad"}})
-    assert ticks.requests() == []
-    assert len(ticks.requests()) == 1
+    path = write(ticks.landing / "2019-Oct.csv")
+    for cursor in (
+        "not json",
+        json.dumps({"observed": {"2019-Oct.csv": "bad"}}),
+        json.dumps({"handled": {"2019-Oct.csv": 3}}),
+        # A cursor of the previous version, which waited a tick before any file.
+        json.dumps({"version": 1, "observed": {"2019-Oct.csv": [1, 2]}, "requested": {}}),
+    ):
+        ticks.cursor = cursor
+        [request] = ticks.requests()
+        assert request.run_key == SourceFingerprint.of(path).run_key()
 
 
 def test_the_cursor_forgets_files_that_are_gone(ticks):
     path = write(ticks.landing / "2019-Oct.csv")
-    ticks()
     ticks.requests()
     assert "2019-Oct.csv" in ticks.cursor
     path.unlink()
     ticks()
     assert json.loads(ticks.cursor)["observed"] == {}
+    assert json.loads(ticks.cursor)["handled"] == {}
 
 
 def test_the_sensor_runs_by_default_and_ticks_often(monkeypatch):
     sensor = defs.resolve_sensor_def("landing_csv_sensor")
     assert sensor.default_status == DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == interval_seconds() <= 30
+    monkeypatch.delenv(INTERVAL_ENV, raising=False)
+    assert sensor.minimum_interval_seconds == interval_seconds() == 5
     monkeypatch.setenv(INTERVAL_ENV, "3")
     assert interval_seconds() == 3
     monkeypatch.setenv(INTERVAL_ENV, "soon")
-    assert interval_seconds() == 15
+    assert interval_seconds() == 5

@@ -8,11 +8,15 @@ deterministic input error: it fails fast, names the file and the problem, and is
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, MetadataValue
 from pydantic import Field
 
 from medallion_assets.partitions import candidate_file_names, month_start
@@ -34,6 +38,75 @@ class BadSourceFile(SourceFileError):
     pass
 
 
+# Bronze/events' materialization metadata entry naming the file each month was built from.
+SOURCE_FINGERPRINT_METADATA = "source_fingerprint"
+
+
+@dataclass(frozen=True)
+class SourceFingerprint:
+    """Which version of a landing file was (or would be) read: name, size, modification time.
+
+    Bronze records it for every month it builds, and the landing sensor compares it with the file
+    it sees, so a month already built from the very same file is not run again, whoever built it
+    (``make run``, the CLI, a backfill, an earlier tick), while a re-delivered or changed file is.
+
+    Why not a content hash: it would read the whole file on every tick that sees a new version,
+    which for a full-size month (about 5 GB) costs tens of seconds of disk before anything can
+    start, and a re-delivery with identical bytes re-running its month is harmless. Any writer
+    that changes the bytes changes the size or the modification time (nanoseconds), and a copy
+    that preserves the time (``cp -p``, ``rsync -t``) of a different file changes the size in
+    practice; the combination is what build tools such as ``make`` and ``rsync`` trust too.
+    """
+
+    file: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> SourceFingerprint:
+        """The fingerprint of the file behind `path` (a symbolic link is followed)."""
+        info = path.stat()
+        return cls(path.name, info.st_size, info.st_mtime_ns)
+
+    def run_key(self) -> str:
+        return f"{self.file}:{self.mtime_ns}:{self.size}"
+
+    def describe(self) -> str:
+        modified = dt.datetime.fromtimestamp(self.mtime_ns / 1e9, dt.timezone.utc)
+        return f"{self.file} ({self.size:,} bytes, modified {modified:%Y-%m-%d %H:%M:%S} UTC)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "size": self.size, "mtime_ns": self.mtime_ns}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> SourceFingerprint | None:
+        """The fingerprint in `raw`, or None when `raw` is not one (older or foreign metadata)."""
+        if not isinstance(raw, Mapping):
+            return None
+        try:
+            return cls(str(raw["file"]), int(raw["size"]), int(raw["mtime_ns"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def fingerprint_metadata(by_month: Mapping[str, SourceFingerprint]) -> dict[str, MetadataValue]:
+    """Materialization metadata recording, per month key, the source file it was built from."""
+    return {
+        SOURCE_FINGERPRINT_METADATA: MetadataValue.json(
+            {month: fingerprint.to_json() for month, fingerprint in sorted(by_month.items())}
+        )
+    }
+
+
+def fingerprint_in_metadata(metadata: Mapping[str, Any], month: str) -> SourceFingerprint | None:
+    """The fingerprint `fingerprint_metadata` recorded for `month` (metadata values already
+    unwrapped, as in ``{k: v.value}``), or None when it is absent or unreadable."""
+    by_month = metadata.get(SOURCE_FINGERPRINT_METADATA)
+    if not isinstance(by_month, Mapping):
+        return None
+    return SourceFingerprint.from_json(by_month.get(month))
+
+
 def open_text(path: Path):
     """A text stream over a plain or gzip-compressed source file, any line ending."""
     if path.name.endswith(".gz"):
@@ -53,7 +126,9 @@ class LandingDirectory(ConfigurableResource):
     """Where monthly CSVs land: ``$MEDALLION_LANDING_DIR``, else ``data/landing`` under the working
     directory (the project root when started through the Makefile)."""
 
-    path: str | None = Field(default=None, description=f"Landing directory; default ${LANDING_ENV}.")
+    path: str | None = Field(
+        default=None, description=f"Landing directory; default ${LANDING_ENV}."
+    )
 
     def directory(self) -> Path:
         raw = self.path or os.environ.get(LANDING_ENV) or DEFAULT_LANDING_DIR
