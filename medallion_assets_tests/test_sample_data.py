@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import gzip
 import io
+import itertools
 import os
 import re
 import tracemalloc
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from medallion_assets import sample_data
-from medallion_assets.sample_data import file_name_for, generate_month, main
+from medallion_assets.sample_data import Progress, file_name_for, generate_month, main
 
 HEADER = (
     "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
@@ -70,7 +71,7 @@ def test_event_times_inside_month_and_ordered(october):
     times = [dt.datetime.strptime(r[0], TIME_FORMAT) for r in rows]
     assert min(times) >= dt.datetime(2019, 10, 1)
     assert max(times) < dt.datetime(2019, 11, 1)
-    assert all(a <= b for a, b in zip(times, times[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(times))
     # spread over the whole month, not bunched in one chunk's slice
     assert len({t.day for t in times}) == 31
 
@@ -120,7 +121,7 @@ def test_empty_user_ids_duplicates_and_sessions(october):
     duplicates = len(tuples) - len(set(tuples))
     assert 0.002 * len(rows) <= duplicates <= 0.012 * len(rows)
     # copies are emitted next to the original
-    assert any(a == b for a, b in zip(tuples, tuples[1:]))
+    assert any(a == b for a, b in itertools.pairwise(tuples))
     sessions = [r[8] for r in rows if r[8]]
     assert all(UUID_RE.match(s) for s in sessions)
     assert len(set(sessions)) < 0.5 * len(sessions)  # sessions hold several events
@@ -351,3 +352,53 @@ def test_cli_rejects_bad_arguments(tmp_path, argv, capsys):
         main(["--out", str(tmp_path), *argv])
     assert exc.value.code == 2
     assert list(tmp_path.iterdir()) == []
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+def test_progress_reports_rows_share_and_rate_after_each_chunk(tmp_path):
+    clock = itertools.count().__next__  # one second passes between two readings
+    report = io.StringIO()
+    progress = Progress("2019-Oct.csv", stream=report, interval=0, clock=clock)
+    path = generate_month("2019-10", 10_000, tmp_path / "a", seed=3, chunk_rows=3_000,
+                          progress=progress)
+    assert report.getvalue().splitlines() == [
+        "2019-Oct.csv: 3,000 of 10,000 rows (30 %), 3,000 rows/s",
+        "2019-Oct.csv: 6,000 of 10,000 rows (60 %), 3,000 rows/s",
+        "2019-Oct.csv: 9,000 of 10,000 rows (90 %), 3,000 rows/s",
+        "2019-Oct.csv: 10,000 of 10,000 rows (100 %), 2,500 rows/s",
+    ]
+    # reporting does not change a byte of the file
+    same = generate_month("2019-10", 10_000, tmp_path / "b", seed=3, chunk_rows=3_000)
+    assert path.read_bytes() == same.read_bytes()
+
+
+def test_progress_is_throttled_and_silent_on_a_quick_month(tmp_path):
+    readings = iter([0.0, 1.0, 6.0, 7.0, 8.0])
+    report = io.StringIO()
+    progress = Progress("2019-11.csv", stream=report, interval=5, clock=lambda: next(readings))
+    generate_month("2019-11", 4_000, tmp_path, chunk_rows=1_000, progress=progress)
+    # 1 s: too soon; 6 s: reported; 7 s: too soon; 8 s: complete, and something was said before
+    assert report.getvalue().splitlines() == [
+        "2019-11.csv: 2,000 of 4,000 rows (50 %), 333 rows/s",
+        "2019-11.csv: 4,000 of 4,000 rows (100 %), 500 rows/s",
+    ]
+    quiet = io.StringIO()
+    generate_month("2019-11", 4_000, tmp_path, chunk_rows=1_000,
+                   progress=Progress("2019-11.csv", stream=quiet, interval=3600))
+    assert quiet.getvalue() == ""
+
+
+def test_cli_reports_progress_on_stderr(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), "--month", "2019-12", "--rows", "5000", "--chunk-rows", "1000"]
+    assert main([*argv, "--progress-seconds", "0"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert [line.split(" rows (")[0] for line in lines] == [
+        f"2019-Dec.csv: {n:,} of 5,000" for n in (1_000, 2_000, 3_000, 4_000, 5_000)
+    ]
+    assert all(re.search(r"\(\d+ %\), [0-9,]+ rows/s$", line) for line in lines)
+    assert captured.out == f"{tmp_path / '2019-Dec.csv'}\t5000 rows\n"  # stdout as before
+    with pytest.raises(SystemExit):
+        main([*argv, "--progress-seconds", "-1"])
