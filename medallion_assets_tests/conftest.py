@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
 from medallion_assets.resources.spark import SparkSessionResource
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -41,14 +37,3 @@ def warehouse_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MEDALLION_WAREHOUSE_DIR", str(path))
     return path
 
-
-def copy_fixture(name: str, landing: Path, as_name: str | None = None) -> Path:
-    target = landing / (as_name or name)
-    shutil.copyfile(FIXTURES / name, target)
-    return target
-
-
-def project_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update(extra)
-    return env

@@ -3,6 +3,7 @@ alert sensor is evaluated on that failed run against an HTTP server and an SMTP 
 tests start on 127.0.0.1."""
 
 import json
+import re
 import socket
 import threading
 from email import message_from_bytes
@@ -10,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
-from dagster import build_run_status_sensor_context, instance_for_test
+from dagster import AssetCheckSeverity, build_run_status_sensor_context, instance_for_test
 
 from medallion_assets.alerts import AlertDeliveryError, failure_alert_sensor
-from medallion_assets_tests.source_lines import run_job
+from medallion_assets_tests.source_lines import good_lines, run_job, write_source
 
 SECRET_PATH = "/services/T0001/B0002/not-to-be-logged"
 ALERT_ENV = (
@@ -44,6 +45,25 @@ def failed_runs(tmp_path_factory, spark):
             retried = run_job(instance=instance, tags={"dagster/max_retries": "1"})
             assert not final.success and not retried.success
             yield instance, final, retried, landing
+
+
+@pytest.fixture(scope="module")
+def failed_check_run(tmp_path_factory, spark):
+    """A run stopped by a blocking check: a tenth of the month's lines are not events, above the
+    default 5 % that the rejected-share check lets through."""
+    root = tmp_path_factory.mktemp("failed-check")
+    landing = root / "landing"
+    landing.mkdir()
+    write_source(landing, "2019-Oct.csv", good_lines(90) + ["not,a,valid,line"] * 10)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDALLION_LANDING_DIR", str(landing))
+        patch.setenv("MEDALLION_WAREHOUSE_DIR", str(root / "warehouse"))
+        for name in ("MEDALLION_REJECTED_WARN_PERCENT", "MEDALLION_REJECTED_FAIL_PERCENT"):
+            patch.delenv(name, raising=False)
+        with instance_for_test() as instance:
+            result = run_job(instance=instance)
+            assert not result.success
+            yield instance, result
 
 
 @pytest.fixture(autouse=True)
@@ -137,6 +157,28 @@ def test_a_failed_run_posts_job_partition_step_error_and_a_link(failed_runs, web
     assert "Failed step: bronze_events" in text
     assert "No source file for month 2019-10" in text and str(landing / "2019-Oct.csv") in text
     assert f"Run: http://dagster.internal:3000/runs/{final.run_id}" in text
+    assert "Failed check:" not in text  # no check ran: bronze never got its file
+
+
+def test_a_run_stopped_by_a_check_names_the_failed_check(failed_check_run, webhook, monkeypatch):
+    instance, result = failed_check_run
+    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
+
+    evaluate(instance, result)
+
+    lines = json.loads(webhook.requests[0][2])["text"].splitlines()
+    failed = [
+        e for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == AssetCheckSeverity.ERROR
+    ]
+    assert len(failed) == 1, failed  # the rejected share; every other check of the run passed
+    check = failed[0]
+    line = f"Failed check: {check.check_name} on bronze/events: {check.description}"
+    # One line for the failed check only, between the error and the link to the run.
+    assert [x for x in lines if x.startswith("Failed check:")] == [line]
+    assert lines[-2] == line and lines[-1] == f"Run: http://127.0.0.1:3000/runs/{result.run_id}"
+    assert re.search(r"\b10(\.0+)? ?%", line), line  # the share a reader acts on: 10 of 100 lines
+    assert any(x.startswith("Partition: 2019-10") for x in lines)
 
 
 def test_the_run_link_defaults_to_the_local_webserver(failed_runs, webhook, monkeypatch):

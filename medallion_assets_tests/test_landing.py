@@ -4,8 +4,7 @@ import os
 import sys
 
 import pytest
-from dagster import DagsterInstance
-from dagster._core.errors import DagsterUnknownPartitionError
+from dagster import DagsterInstance, DagsterUnknownPartitionError
 
 from medallion_assets.definitions import defs
 from medallion_assets.partitions import InvalidPartitionKey
