@@ -10,29 +10,30 @@ from dagster import (
 
 from medallion_assets.alerts import failure_alert_sensor
 from medallion_assets.assets import bronze, gold, silver
-from medallion_assets.checks import all_checks
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
 from medallion_assets.jobs import medallion_job
 from medallion_assets.maintenance import delta_maintenance, delta_maintenance_schedule
 from medallion_assets.resources.landing import LandingDirectory
 from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.schedules import medallion_monthly_schedule
 from medallion_assets.sensors import landing_csv_sensor
 
 spark = SparkSessionResource()
 
 all_assets = load_assets_from_modules([bronze, silver, gold])
+warehouse = Warehouse()
 
 defs = Definitions(
     assets=all_assets,
-    asset_checks=all_checks,
     jobs=[medallion_job, delta_maintenance],
     sensors=[landing_csv_sensor, failure_alert_sensor],
     schedules=[medallion_monthly_schedule, delta_maintenance_schedule],
     resources={
         "spark": spark,
         "landing": LandingDirectory(),
-        "io_manager": SparkDeltaIOManager(spark=spark),
+        "warehouse": warehouse,
+        "io_manager": SparkDeltaIOManager(spark=spark, warehouse=warehouse),
     },
     # One process per run: the run's steps share one Spark session (one JVM), like a job cluster.
     executor=in_process_executor,

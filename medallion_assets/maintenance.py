@@ -28,7 +28,6 @@ real use.
 """
 
 import datetime as dt
-import os
 import posixpath
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -55,11 +54,8 @@ from deltalake.transaction import CommitProperties
 from pydantic import Field
 
 from medallion_assets.io.delta_commit import filesystem_for, live_files
-from medallion_assets.io.delta_io_manager import (
-    DEFAULT_WAREHOUSE_DIR,
-    STAGING_DIR,
-    WAREHOUSE_ENV,
-)
+from medallion_assets.io.delta_io_manager import STAGING_DIR
+from medallion_assets.resources.warehouse import WAREHOUSE_ENV, Warehouse
 
 JOB_NAME = "delta_maintenance"
 SCHEDULE_NAME = "delta_maintenance_schedule"
@@ -76,7 +72,7 @@ class DeltaMaintenanceConfig(Config):
 
     warehouse_dir: str | None = Field(
         default=None,
-        description=f"Warehouse root; default ${WAREHOUSE_ENV}, else {DEFAULT_WAREHOUSE_DIR}.",
+        description=f"Warehouse root; default the warehouse resource's (${WAREHOUSE_ENV}).",
     )
     retention_hours: int = Field(
         default=DEFAULT_RETENTION_HOURS,
@@ -99,7 +95,7 @@ class DeltaMaintenanceConfig(Config):
     )
     storage_options: dict[str, str] = Field(
         default_factory=dict,
-        description="delta-rs storage options for a warehouse on object storage.",
+        description="delta-rs storage options; default the warehouse resource's.",
     )
 
 
@@ -128,14 +124,6 @@ class TableMaintenance:
             "files_vacuumed": self.files_vacuumed,
             "staging_dirs_removed": self.staging_dirs_removed,
         }
-
-
-def warehouse_uri(configured: str | None = None) -> str:
-    """The warehouse root, resolved the way the IO manager resolves it."""
-    raw = configured or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE_DIR
-    if "://" in raw:
-        return raw.rstrip("/")
-    return os.path.abspath(os.path.expanduser(raw))
 
 
 def find_tables(root_uri: str) -> list[str]:
@@ -270,7 +258,9 @@ def maintain_table(
         "stale staging directories, for every Delta table under the warehouse."
     ),
 )
-def maintain_delta_tables(context: OpExecutionContext, config: DeltaMaintenanceConfig):
+def maintain_delta_tables(
+    context: OpExecutionContext, config: DeltaMaintenanceConfig, warehouse: Warehouse
+):
     if config.retention_hours < DEFAULT_RETENTION_HOURS and not config.allow_short_retention:
         raise Failure(
             description=(
@@ -281,7 +271,9 @@ def maintain_delta_tables(context: OpExecutionContext, config: DeltaMaintenanceC
             ),
             allow_retries=False,
         )
-    root = warehouse_uri(config.warehouse_dir)
+    root = Warehouse(root_uri=config.warehouse_dir).uri() if config.warehouse_dir else warehouse.uri()
+    if not config.storage_options:
+        config = config.model_copy(update={"storage_options": warehouse.delta_storage_options()})
     tables = find_tables(root)
     context.log.info(f"{len(tables)} Delta table(s) under {root}: {', '.join(tables) or '-'}")
     reports: dict[str, TableMaintenance] = {}

@@ -7,17 +7,19 @@ delta-rs) can serve them; this is also the quickest proof after `make run` that 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
 import polars as pl
 
-from medallion_assets.io.delta_io_manager import DEFAULT_WAREHOUSE_DIR, WAREHOUSE_ENV
+from medallion_assets.assets.gold import GOLD_REVENUE_BY_BRAND
+from medallion_assets.resources.warehouse import WAREHOUSE_ENV, Warehouse
 
 
-def top_brands(warehouse: Path, limit: int = 10, month: str | None = None) -> pl.DataFrame:
-    revenue = pl.read_delta(str(warehouse / "gold" / "revenue_by_brand"))
+def top_brands(warehouse: Warehouse, limit: int = 10, month: str | None = None) -> pl.DataFrame:
+    revenue = pl.read_delta(
+        warehouse.table_uri(GOLD_REVENUE_BY_BRAND),
+        storage_options=warehouse.delta_storage_options() or None,
+    )
     if month:
         revenue = revenue.filter(pl.col("month").dt.strftime("%Y-%m") == month)
     return (
@@ -30,15 +32,16 @@ def top_brands(warehouse: Path, limit: int = 10, month: str | None = None) -> pl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warehouse", default=os.environ.get(WAREHOUSE_ENV, DEFAULT_WAREHOUSE_DIR))
+    parser.add_argument("--warehouse", help=f"warehouse root; default ${WAREHOUSE_ENV}")
     parser.add_argument("--month", help="only this month (YYYY-MM)")
     parser.add_argument("-n", "--limit", type=int, default=10)
     args = parser.parse_args(argv)
-    table = Path(args.warehouse) / "gold" / "revenue_by_brand"
-    if not (table / "_delta_log").is_dir():
+    warehouse = Warehouse(root_uri=args.warehouse)
+    table = warehouse.table_uri(GOLD_REVENUE_BY_BRAND)
+    if warehouse.open_table(GOLD_REVENUE_BY_BRAND) is None:
         print(f"No gold table at {table}: materialize the assets first (make run).", file=sys.stderr)
         return 1
-    result = top_brands(Path(args.warehouse), args.limit, args.month)
+    result = top_brands(warehouse, args.limit, args.month)
     with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
         print(f"Top {args.limit} brands by purchase revenue per month ({table}):")
         print(result)

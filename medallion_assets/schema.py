@@ -8,6 +8,7 @@ not fit it sends its row to ``bronze/events_rejected`` with a reason.
 
 from __future__ import annotations
 
+from dagster import TableColumn, TableSchema
 from pyspark.sql import types as T
 
 SOURCE_COLUMNS: tuple[str, ...] = (
@@ -41,6 +42,30 @@ EVENT_FIELDS = [
     T.StructField("user_id", T.LongType(), True),
     T.StructField("user_session", T.StringType(), True),
 ]
+
+# How Spark's CSV reader reads a source file. Every column is typed by the reader itself (the
+# fastest way Spark has to parse CSV); a line it cannot type, or whose field count is not nine,
+# is kept whole in CORRUPT_RECORD instead of being dropped or padded. Price is read wider than it
+# is stored so that a third decimal or a value too large is seen and rejected, not rounded away.
+CORRUPT_RECORD = "_corrupt_record"
+SOURCE_PRICE_TYPE = T.DecimalType(18, 8)
+SOURCE_READ_SCHEMA = T.StructType(
+    [
+        T.StructField(f.name, SOURCE_PRICE_TYPE if f.name == "price" else f.dataType, True)
+        for f in EVENT_FIELDS
+    ]
+    + [T.StructField(CORRUPT_RECORD, T.StringType(), True)]
+)
+SOURCE_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss z"
+SOURCE_CSV_OPTIONS: dict[str, str] = {
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": CORRUPT_RECORD,
+    # RFC 4180: a quote inside a quoted field is written twice (Spark's default is a backslash).
+    "escape": '"',
+    "timestampFormat": SOURCE_TIME_FORMAT,
+    # Without this a time in another format would be guessed at rather than rejected.
+    "enableDateTimeParsingFallback": "false",
+}
 
 BRONZE_EVENTS_SCHEMA = T.StructType(
     [
@@ -111,3 +136,19 @@ def column_descriptions() -> dict[str, str]:
         "distinct_users": "Distinct user_id with any event that day.",
         "conversion": "purchases / views; null on a day without views.",
     }
+
+
+def table_schema_metadata(schema: T.StructType) -> TableSchema:
+    """A table schema as Dagster shows it: in the catalog before any run (definition metadata)
+    and with every materialization."""
+    descriptions = column_descriptions()
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=f.name,
+                type=f.dataType.simpleString(),
+                description=descriptions.get(f.name),
+            )
+            for f in schema.fields
+        ]
+    )

@@ -1,13 +1,21 @@
 """The medallion transformations: pure functions from Spark DataFrames to Spark DataFrames.
 
-Nothing here knows about Dagster, files or Delta, so every rule can be tested on a handful of
-hand-made rows. Every function is lazy: it only builds a plan, and the IO manager's write runs it.
+Nothing here knows about Dagster or Delta, so every rule can be tested on a handful of hand-made
+rows. Every function is lazy: it only builds a plan, and the IO manager's write runs it.
 
-Bronze parsing is done on raw lines rather than with Spark's CSV reader alone, because the reader
-in PERMISSIVE mode pads a short row with nulls and silently drops extra fields, and in FAILFAST
-mode loses every good row of the file with the bad one. Here each line is split with
-``from_csv`` (quotes, embedded commas), its field count is checked separately, and every value is
-validated against its declared type; a line that fails keeps its raw text and a reason.
+Bronze is parsed by Spark's own CSV reader with the declared schema (`SOURCE_READ_SCHEMA`): it
+types every field as it splits the line, which is the cheapest parse Spark has. In PERMISSIVE
+mode with a corrupt-record column in the schema the reader does not pad a short line or drop the
+surplus fields of a long one: any line it cannot type, or whose field count is not nine, comes out
+with its raw text in that column. `valid_events` adds the row rules the reader cannot know (event
+type, month window, non-negative price with at most two decimals, required fields, text that was
+not UTF-8), as plain comparisons on typed values: no regular expression and no reason text is
+computed for a valid line.
+
+The rejected lines and their reasons (`rejected_lines`) come from a second read of the file as raw
+lines, which bronze makes only when the first pass counted a rejected line. That pass classifies
+every line with the very same reader options and rules (`from_csv` is the CSV reader's parser), so
+both passes agree on which lines are rejected; the reason is worked out only for those lines.
 
 Time zones: ``event_time`` is parsed with its ``UTC`` suffix, and days are derived from epoch
 seconds, so the results never depend on the Spark session's time zone.
@@ -25,6 +33,7 @@ from medallion_assets.partitions import next_month, partition_key_for
 from medallion_assets.schema import (
     BRONZE_EVENTS_SCHEMA,
     BRONZE_REJECTED_SCHEMA,
+    CORRUPT_RECORD,
     EVENT_TYPES,
     GOLD_DAILY_FUNNEL_SCHEMA,
     GOLD_REVENUE_BY_BRAND_SCHEMA,
@@ -32,22 +41,29 @@ from medallion_assets.schema import (
     PRICE_TYPE,
     SILVER_EVENTS_SCHEMA,
     SOURCE_COLUMNS,
+    SOURCE_CSV_OPTIONS,
     SOURCE_HEADER,
+    SOURCE_READ_SCHEMA,
+    SOURCE_TIME_FORMAT,
 )
 
-REASON = "_reject_reason"
+VALID = "_valid"
 LINE = "_line"
 _RAW = "_raw"
+_TYPED = "_typed"
 _INT_RE = r"^-?[0-9]{1,19}$"
 _PRICE_RE = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
-_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss z"
+_MAX_PRICE = 10**10  # DECIMAL(12,2): ten digits before the point
 _SECONDS_PER_DAY = 86_400
-# RFC 4180: a quote inside a quoted field is written twice (Spark's default escape is a backslash).
-_CSV_OPTIONS = {"mode": "PERMISSIVE", "escape": '"'}
 _BOM = "\ufeff"
+# What a decoder puts in place of bytes that are not UTF-8.
+_REPLACEMENT = "\ufffd"
 _MAX_LINE = 1 << 30
+# A blank line is skipped by the CSV reader: nothing but characters up to U+0020 (Java's trim).
+_BLANK_RE = r"^[\x00-\x20]*$"
 # monotonically_increasing_id() keeps the row's position within its partition in the low 33 bits.
 _ROW_IN_PARTITION_BITS = 33
+_STRING_FIELDS = ("event_type", "category_code", "brand", "user_session")
 
 
 def conform(df: DataFrame, schema: T.StructType) -> DataFrame:
@@ -59,12 +75,63 @@ def _epoch_seconds(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
 
 
-def _blank_to_null(c: Column) -> Column:
-    return F.when(c == "", F.lit(None)).otherwise(c)
+def _month_bounds(month: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    def utc(day: dt.date) -> dt.datetime:
+        return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+
+    return utc(month), utc(next_month(month))
 
 
-def _quoted(c: Column) -> Column:
-    return F.concat(F.lit("'"), F.coalesce(c, F.lit("")), F.lit("'"))
+def valid_event(month: dt.date) -> Column:
+    """True for a record of `SOURCE_READ_SCHEMA` that belongs in bronze/events for ``month``.
+
+    Every term is a comparison on a value the reader has already typed, so a valid line costs no
+    string work beyond the replacement-character search in its four free-text fields.
+    """
+    c = F.col
+    lo, hi = _month_bounds(month)
+    price = c("price")
+    text_ok = [
+        F.coalesce(~F.contains(c(name), F.lit(_REPLACEMENT)), F.lit(True)) for name in _STRING_FIELDS
+    ]
+    rule = (
+        c(CORRUPT_RECORD).isNull()
+        & (c("event_time") >= F.lit(lo))
+        & (c("event_time") < F.lit(hi))
+        & c("event_type").isin(*EVENT_TYPES)
+        & c("product_id").isNotNull()
+        & (price >= 0)
+        & (price < _MAX_PRICE)
+        & (price == F.round(price, 2))
+    )
+    for term in text_ok:
+        rule = rule & term
+    # The reader types only the columns a query uses, and a bad value in a column it does not
+    # type is never seen. Naming every column here makes every query that asks whether a record
+    # is valid (a count included) type the whole line.
+    for name in SOURCE_COLUMNS:
+        rule = rule & (c(name).isNull() | c(name).isNotNull())
+    return F.coalesce(rule, F.lit(False))
+
+
+def valid_events(
+    records: DataFrame, *, month: dt.date, source_file: str, ingested_at: dt.datetime
+) -> DataFrame:
+    """The records of one month's file as read with `SOURCE_READ_SCHEMA` and
+    `SOURCE_CSV_OPTIONS`, with a boolean ``_valid`` and bronze's bookkeeping columns."""
+    return records.select(
+        *[F.col(name) for name in SOURCE_COLUMNS],
+        F.col(CORRUPT_RECORD),
+        valid_event(month).alias(VALID),
+        F.lit(month).alias(MONTH_COLUMN),
+        F.lit(source_file).alias("_source_file"),
+        F.lit(ingested_at).cast(T.TimestampType()).alias("_ingested_at"),
+    )
+
+
+def accepted_events(records: DataFrame) -> DataFrame:
+    """The valid rows of `valid_events`, in the `bronze/events` schema."""
+    return conform(records.where(F.col(VALID)), BRONZE_EVENTS_SCHEMA)
 
 
 def first_line_of_file() -> Column:
@@ -84,43 +151,48 @@ def first_line_of_file() -> Column:
     )
 
 
-def parse_events(
-    lines: DataFrame, *, month: dt.date, source_file: str, ingested_at: dt.datetime
-) -> DataFrame:
-    """Parse the lines of one month's source file (a single string column ``value``).
+def _blank_to_null(c: Column) -> Column:
+    return F.when(c == "", F.lit(None)).otherwise(c)
 
-    Returns every data line (the file's first line, its header, and blank lines dropped; a header
-    line anywhere else is a rejected line) with the typed source columns, the bronze bookkeeping
-    columns, the raw line and a reject reason that is null for a valid row. Split it with
-    `accepted_events` and `rejected_events`.
 
-    The work is laid out in three projections — split the line, type each field, explain what
-    failed — so that each costly expression (CSV split, regex checks, timestamp parsing) runs
-    once per line. Written as one projection, the reason's CASE branches would each evaluate the
-    typed values again: Spark does not share subexpressions into conditional branches, and that
-    made parsing three times slower.
+def _quoted(c: Column) -> Column:
+    return F.concat(F.lit("'"), F.coalesce(c, F.lit("")), F.lit("'"))
+
+
+def _ddl(schema: T.StructType) -> str:
+    return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema.fields)
+
+
+def rejected_lines(lines: DataFrame, *, month: dt.date, source_file: str) -> DataFrame:
+    """The lines of one month's file (``spark.read.text``: a single string column ``value``) that
+    `valid_events` rejects, in the `bronze/events_rejected` schema: the raw line and the first
+    problem a reader would look for.
+
+    The file's first line (its header) and blank lines are skipped, as the CSV reader skips them;
+    a header line anywhere else is a rejected line. Each line is typed with the reader's own
+    parser and options (`from_csv`) and judged by `valid_event`, so exactly the lines the first
+    pass rejected come out; the reason is then worked out for those lines only.
     """
     month_key = partition_key_for(month)
     lo, hi = _epoch_seconds(month), _epoch_seconds(next_month(month))
-    raw_schema = ", ".join(f"`{c}` STRING" for c in SOURCE_COLUMNS)
-
-    value = F.when(
-        F.col("value").startswith(_BOM), F.substring(F.col("value"), 2, _MAX_LINE)
-    ).otherwise(F.col("value"))
-    data = lines.select(
-        value.alias(LINE), first_line_of_file().alias("_first")
-    ).where(~(F.col("_first") & (F.col(LINE) == SOURCE_HEADER)) & (F.trim(F.col(LINE)) != ""))
-
-    # 1. Split: the raw fields (empty -> null) and the field count.
-    # Fields outside quotes: drop quoted sections ("" escapes included), count the commas left.
-    # The regular expression only runs on the few lines that hold a quote.
     line = F.col(LINE)
-    unquoted = F.when(line.contains('"'), F.regexp_replace(line, r'"[^"]*"', "")).otherwise(line)
+    data = lines.select(F.col("value").alias(LINE), first_line_of_file().alias("_first")).where(
+        ~F.col("_first") & ~line.rlike(_BLANK_RE)
+    )
+    typed = data.select(
+        LINE, F.from_csv(line, _ddl(SOURCE_READ_SCHEMA), SOURCE_CSV_OPTIONS).alias(_TYPED)
+    ).select(LINE, f"{_TYPED}.*")
+    rejected = typed.where(~valid_event(month)).select(LINE)
+
+    # 1. Split as text: the raw fields (empty -> null) and the field count outside quotes.
+    value = F.when(line.startswith(_BOM), F.substring(line, 2, _MAX_LINE)).otherwise(line)
+    unquoted = F.when(value.contains('"'), F.regexp_replace(value, r'"[^"]*"', "")).otherwise(value)
     field_count = F.length(unquoted) - F.length(F.replace(unquoted, F.lit(","), F.lit(""))) + 1
-    split = data.select(
-        F.col(LINE),
+    raw_schema = ", ".join(f"`{c}` STRING" for c in SOURCE_COLUMNS)
+    split = rejected.select(
+        LINE,
         field_count.alias("_fields"),
-        F.from_csv(F.col(LINE), raw_schema, _CSV_OPTIONS).alias(_RAW),
+        F.from_csv(value, raw_schema, {"mode": "PERMISSIVE", "escape": '"'}).alias(_RAW),
     ).select(
         LINE,
         "_fields",
@@ -128,12 +200,13 @@ def parse_events(
     )
     raw = {c: F.col(_raw_name(c)) for c in SOURCE_COLUMNS}
 
-    # 2. Type: each field once; null where the raw value does not fit the type.
+    # 2. Type each field once, in a projection of its own: Spark does not share subexpressions
+    # into the branches of the CASE below, which would otherwise evaluate each again.
     def integer(name: str) -> Column:
         return F.when(raw[name].rlike(_INT_RE), raw[name].try_cast(T.LongType()))
 
-    event_time = F.try_to_timestamp(raw["event_time"], F.lit(_TIME_FORMAT))
-    typed = split.select(
+    event_time = F.try_to_timestamp(raw["event_time"], F.lit(SOURCE_TIME_FORMAT))
+    typed_fields = split.select(
         "*",
         event_time.alias("event_time"),
         F.coalesce(raw["event_type"].isin(*EVENT_TYPES), F.lit(False)).alias("_known_type"),
@@ -150,11 +223,12 @@ def parse_events(
         return (missing & F.lit(required)) | invalid
 
     reason = (
-        # Spark's text reader passes the bytes through as they are; any step that decodes them
-        # (a regular expression, a write) would silently put U+FFFD in their place.
-        F.when(~F.is_valid_utf8(F.col(LINE)), F.lit(
+        # Spark's text reader passes the bytes through as they are, so this sees the real bytes.
+        F.when(~F.is_valid_utf8(line), F.lit(
             "not valid UTF-8: the line holds bytes that are not text in UTF-8"))
-        .when(F.col(LINE) == SOURCE_HEADER, F.lit(
+        .when(line.contains(_REPLACEMENT), F.lit(
+            "holds U+FFFD, the character that stands for bytes lost in a decoding upstream"))
+        .when(value == SOURCE_HEADER, F.lit(
             "header line repeated inside the file (two files concatenated?)"))
         .when(F.col("_fields") != len(SOURCE_COLUMNS), F.format_string(
             "expected %d fields, found %d", F.lit(len(SOURCE_COLUMNS)), F.col("_fields")))
@@ -174,54 +248,49 @@ def parse_events(
             _quoted(raw["price"])))
         .when(bad_integer("user_id", False), F.concat(
             F.lit("user_id is not an integer: "), _quoted(raw["user_id"])))
+        # The CSV parser refused a line whose fields each look right (a quote out of place).
+        .otherwise(F.lit("the line does not parse as CSV with the declared columns"))
     )
-    return typed.select(
-        F.col("event_time"),
-        raw["event_type"].alias("event_type"),
-        F.col("product_id"),
-        F.col("category_id"),
-        raw["category_code"].alias("category_code"),
-        raw["brand"].alias("brand"),
-        F.col("price"),
-        F.col("user_id"),
-        raw["user_session"].alias("user_session"),
+    explained = typed_fields.select(
         F.lit(month).alias(MONTH_COLUMN),
         F.lit(source_file).alias("_source_file"),
-        F.lit(ingested_at).cast(T.TimestampType()).alias("_ingested_at"),
-        F.col(LINE),
-        reason.alias(REASON),
+        # Bytes that are not UTF-8 become U+FFFD here, so the table holds valid strings only.
+        F.make_valid_utf8(line).alias("line"),
+        reason.alias("reason"),
     )
+    return conform(explained, BRONZE_REJECTED_SCHEMA)
 
 
 def _raw_name(column: str) -> str:
     return f"_raw_{column}"
 
 
-def accepted_events(parsed: DataFrame) -> DataFrame:
-    """The valid rows of `parse_events`, in the `bronze/events` schema."""
-    return conform(parsed.where(F.col(REASON).isNull()), BRONZE_EVENTS_SCHEMA)
+COPIES = "_copies"
+_DEDUP_KEY = [*SOURCE_COLUMNS, MONTH_COLUMN]
 
 
-def rejected_events(parsed: DataFrame) -> DataFrame:
-    """The rejected lines of `parse_events`, in the `bronze/events_rejected` schema."""
-    rejected = parsed.where(F.col(REASON).isNotNull()).select(
-        MONTH_COLUMN,
-        "_source_file",
-        # Bytes that are not UTF-8 become U+FFFD here, so the table holds valid strings only.
-        F.make_valid_utf8(F.col(LINE)).alias("line"),
-        F.col(REASON).alias("reason"),
+def grouped_events(bronze: DataFrame) -> DataFrame:
+    """Bronze events with a user, one row per distinct event, with ``_copies``: how many bronze
+    rows it stands for.
+
+    This is the de-duplication `DataFrame.dropDuplicates` does (one aggregation keyed by the
+    columns, keeping the first value of the others), with the copy count kept so that the rows
+    removed can be counted as the rows flow, rather than by a second pass.
+
+    ``month`` joins the key only so that the shuffle stays within a month; it is a function of
+    ``event_time``, so it never separates two copies of one event.
+    """
+    with_user = bronze.where(F.col("user_id").isNotNull())
+    return with_user.groupBy(*_DEDUP_KEY).agg(
+        F.first("_source_file").alias("_source_file"),
+        F.first("_ingested_at").alias("_ingested_at"),
+        F.count(F.lit(1)).alias(COPIES),
     )
-    return conform(rejected, BRONZE_REJECTED_SCHEMA)
 
 
 def clean_events(bronze: DataFrame) -> DataFrame:
-    """Silver: drop events without a user and exact duplicates of the nine source columns.
-
-    ``month`` joins the de-duplication key only so that the shuffle stays within a month; it is
-    a function of ``event_time``, so it never separates two copies of one event.
-    """
-    with_user = bronze.where(F.col("user_id").isNotNull())
-    return conform(with_user.dropDuplicates([*SOURCE_COLUMNS, MONTH_COLUMN]), SILVER_EVENTS_SCHEMA)
+    """Silver: drop events without a user and exact duplicates of the nine source columns."""
+    return conform(grouped_events(bronze), SILVER_EVENTS_SCHEMA)
 
 
 def revenue_by_brand(silver: DataFrame) -> DataFrame:

@@ -22,7 +22,7 @@ TABLES = (
     "gold/revenue_by_brand",
     "gold/daily_funnel",
 )
-DOWNSTREAM_STEPS = ("silver__events", "gold__revenue_by_brand", "gold__daily_funnel")
+DOWNSTREAM_STEPS = ("silver__events", "gold_aggregates")
 _KINDS = ("view", "view", "cart", "remove_from_cart", "purchase")
 _BRANDS = ("apple", "samsung", "", "xiaomi")
 

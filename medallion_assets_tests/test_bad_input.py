@@ -296,7 +296,7 @@ def test_more_than_five_percent_rejected_stops_silver_and_gold(landing_dir, ware
     share = check_evaluations(result)["bronze_rejected_share"]
     assert not share.passed and share.severity == AssetCheckSeverity.ERROR
     assert f"{100 * len(bad) / (len(good) + len(bad)):.2f} %" in share.description
-    failure = result.failure_data_for_node("bronze__events_bronze_rejected_share")
+    failure = result.failure_data_for_node("bronze_events")
     assert "blocking asset check" in failure.error.message
     # Bronze holds the new month (kept aside, counted); nothing downstream was built from it.
     assert bronze_rows(warehouse) == expected_rows(good)

@@ -1,288 +1,121 @@
-"""The data-quality gates on tables written with known defects.
+"""The data-quality gates: each check shown failing on the fault it exists for.
 
-Stand-in assets with the real asset keys write hand-made months through the real Spark -> Delta IO
-manager; the project's checks then run against those tables in real Dagster runs. Each check is
-shown failing on the defect it exists for, per month, and a failing check is shown stopping what
-depends on the checked asset.
+The checks are computed inside each layer's step from what the write observed and from the Delta
+log, so the faults are made the way they would happen: a transform that loses or invents rows
+(patched into the real asset for one test), or numbers that disagree (the pure check functions).
+Every end-to-end test runs the project's real job on a real file.
 """
 
-import datetime as dt
 from decimal import Decimal
 
 import pytest
-from dagster import (
-    AssetCheckSeverity,
-    AssetOut,
-    AssetSelection,
-    BackfillPolicy,
-    DagsterInstance,
-    Failure,
-    Output,
-    asset,
-    materialize,
-    multi_asset,
-)
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
+from dagster import AssetCheckSeverity, Failure
+from pyspark.sql import functions as F
 
-from medallion_assets.checks import (
+from medallion_assets.assets import gold, silver
+from medallion_assets.assets.bronze import (
     FAIL_PERCENT_ENV,
     WARN_PERCENT_ENV,
-    RejectedShareConfig,
-    bronze_lines_accounted_for,
-    bronze_rejected_share,
-    duplicate_groups,
-    gold_revenue_matches_silver,
-    silver_no_duplicate_events,
-    silver_user_id_not_null,
+    BronzeConfig,
+    lines_accounted_for,
+    rejected_share,
 )
-from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
-from medallion_assets.partitions import monthly_partitions
-from medallion_assets.resources.spark import SparkSessionResource
-from medallion_assets_tests.source_lines import check_evaluations, started_steps
-
-EVENT_COLUMNS = (
-    "event_time timestamp, event_type string, product_id bigint, category_id bigint, "
-    "category_code string, brand string, price decimal(12,2), user_id bigint, user_session string, "
-    "month date"
+from medallion_assets.assets.gold import funnel_matches_silver, revenue_matches_silver
+from medallion_assets.assets.silver import rows_accounted_for, user_id_not_null
+from medallion_assets.transforms import grouped_events, revenue_by_brand
+from medallion_assets_tests.source_lines import (
+    DOWNSTREAM_STEPS,
+    check_evaluations,
+    good_lines,
+    retried_steps,
+    run_job,
+    started_steps,
+    write_source,
 )
-PARTITIONED = dict(
-    partitions_def=monthly_partitions,
-    metadata={"partition_expr": "month"},
-    backfill_policy=BackfillPolicy.single_run(),
+
+MONTHS = ["2019-10", "2019-11"]
+
+
+# -- bronze -----------------------------------------------------------------------------------------
+
+
+def test_bronze_rows_must_add_up_to_the_files_data_lines():
+    seen = {"2019-10": {"accepted": 6, "rejected": 2}, "2019-11": {"accepted": 6, "rejected": 2}}
+    result = lines_accounted_for(
+        MONTHS,
+        data_lines={"2019-10": 8, "2019-11": 9},  # November: one line in neither table
+        observed=seen,
+        accepted_rows={"2019-10": 6, "2019-11": 6},
+        rejected_rows={"2019-10": 2, "2019-11": 2},
+    )
+    assert not result.passed
+    assert "2019-11: 9 lines in the file, 6 + 2 rows in the tables" in result.description
+    assert "2019-10" not in result.description
+    assert result.metadata["source_data_lines"].value == {"2019-10": 8, "2019-11": 9}
+
+
+def test_bronze_tables_must_hold_what_the_parser_counted():
+    result = lines_accounted_for(
+        ["2019-10"],
+        data_lines={"2019-10": 8},
+        observed={"2019-10": {"accepted": 7, "rejected": 1}},
+        accepted_rows={"2019-10": 6},  # a row lost between the parser and the commit...
+        rejected_rows={"2019-10": 2},  # ...and one rejected twice
+    )
+    assert not result.passed
+    assert "the parser accepted 7 and rejected 1, the tables hold 6 and 2" in result.description
+    # One month: plain numbers, which the UI plots across runs.
+    assert result.metadata["accepted_rows"].value == 6
+
+
+def test_bronze_counts_missing_from_spark_fail_the_check():
+    result = lines_accounted_for(
+        ["2019-10"], {"2019-10": 3}, {"2019-10": None}, {"2019-10": 3}, {"2019-10": 0}
+    )
+    assert not result.passed and "did not report" in result.description
+
+
+@pytest.mark.parametrize(
+    "rejected,passed,severity",
+    [(0, True, AssetCheckSeverity.ERROR), (1, False, AssetCheckSeverity.WARN),
+     (6, False, AssetCheckSeverity.ERROR)],
 )
-OCT, NOV, DEC = dt.date(2019, 10, 1), dt.date(2019, 11, 1), dt.date(2019, 12, 1)
-
-
-def event(month: dt.date, n: int, *, kind="view", brand="apple", price="1.00", user=7):
-    at = dt.datetime(month.year, month.month, 2, 0, 0, n, tzinfo=dt.timezone.utc)
-    return (at, kind, 100 + n, 5, None, brand, Decimal(price), user, f"s{n}", month)
-
-
-# What the stand-in assets write, per month; each test fills it.
-SILVER: dict[dt.date, list[tuple]] = {}
-GOLD_REVENUE: dict[dt.date, list[tuple]] = {}
-BRONZE: dict[dt.date, tuple[int, int, int | None]] = {}  # accepted, rejected, recorded lines
-
-
-@asset(key=["silver", "events"], **PARTITIONED)
-def silver_stand_in(context, spark: SparkSessionResource):
-    rows = [r for key in context.partition_keys for r in SILVER.get(_month(key), [])]
-    return spark.spark_session.createDataFrame(rows, EVENT_COLUMNS)
-
-
-@asset(key=["gold", "downstream_of_silver"], deps=[silver_stand_in], **PARTITIONED)
-def downstream_of_silver() -> None:
-    """Depends on silver: must not run when a blocking silver check fails."""
-
-
-@asset(key=["gold", "revenue_by_brand"], deps=[silver_stand_in], **PARTITIONED)
-def revenue_stand_in(context, spark: SparkSessionResource):
-    rows = [r for key in context.partition_keys for r in GOLD_REVENUE.get(_month(key), [])]
-    return spark.spark_session.createDataFrame(
-        rows, "month date, brand string, total_revenue decimal(22,2), purchases bigint"
+def test_rejected_share_warns_then_fails(rejected, passed, severity):
+    result = rejected_share(
+        ["2019-10"], {"2019-10": 100 - rejected}, {"2019-10": rejected}, warn=0.0, fail=5.0
     )
+    assert (result.passed, result.severity) == (passed, severity)
+    assert result.metadata["rejected_share_percent"].value == float(rejected)
 
 
-@multi_asset(
-    outs={
-        "events": AssetOut(key=["bronze", "events"], metadata={"partition_expr": "month"}),
-        "events_rejected": AssetOut(
-            key=["bronze", "events_rejected"], metadata={"partition_expr": "month"}
-        ),
-    },
-    partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-)
-def bronze_stand_in(context, spark: SparkSessionResource):
-    session = spark.spark_session
-    months = [_month(key) for key in context.partition_keys]
-    accepted = [event(m, n) for m in months for n in range(BRONZE[m][0])]
-    rejected = [
-        (m, "2019-Oct.csv", f"bad {n}", "reason") for m in months for n in range(BRONZE[m][1])
-    ]
-    lines = {m.strftime("%Y-%m"): BRONZE[m][2] for m in months if BRONZE[m][2] is not None}
-    yield Output(session.createDataFrame(accepted, EVENT_COLUMNS), output_name="events")
-    yield Output(
-        session.createDataFrame(
-            rejected, "month date, _source_file string, line string, reason string"
-        ),
-        output_name="events_rejected",
-        metadata={"source_data_lines": lines},
-    )
-
-
-def _month(key: str) -> dt.date:
-    return dt.date.fromisoformat(key + "-01")
-
-
-@pytest.fixture
-def resources(tmp_path, spark):
-    session = SparkSessionResource()
-    return {
-        "spark": session,
-        "io_manager": SparkDeltaIOManager(root_uri=str(tmp_path / "wh"), spark=session),
-    }
-
-
-def run(definitions, resources, start, end, instance=None, run_config=None):
-    return materialize(
-        definitions,
-        resources=resources,
-        tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
-        instance=instance or DagsterInstance.ephemeral(),
-        raise_on_error=False,
-        run_config=run_config,
-    )
-
-
-def test_silver_checks_count_nulls_and_duplicates_per_month_and_block_downstream(resources):
-    clean = [event(OCT, n) for n in range(5)]
-    SILVER.clear()
-    SILVER[OCT] = clean
-    SILVER[NOV] = [
-        event(NOV, 1),
-        event(NOV, 2, user=None),
-        event(NOV, 3, user=None),
-        event(NOV, 4),
-        event(NOV, 4),  # an exact duplicate
-        event(NOV, 5, brand=None),
-        event(NOV, 5, brand=None),  # a duplicate with a null column
-    ]
-    instance = DagsterInstance.ephemeral()
-    definitions = [
-        silver_stand_in,
-        downstream_of_silver,
-        silver_user_id_not_null,
-        silver_no_duplicate_events,
-    ]
-
-    result = run(definitions, resources, "2019-10", "2019-11", instance)
-
-    assert not result.success
-    checks = check_evaluations(result)
-    nulls, duplicates = checks["silver_user_id_not_null"], checks["silver_no_duplicate_events"]
-    assert not nulls.passed and nulls.severity == AssetCheckSeverity.ERROR
-    assert nulls.metadata["null_user_id_rows"].value == {"2019-10": 0, "2019-11": 2}
-    assert not duplicates.passed
-    assert duplicates.metadata["duplicate_rows"].value == {"2019-10": 0, "2019-11": 2}
-    assert "gold__downstream_of_silver" not in started_steps(result)
-
-    # The checks read only the months they are asked about: October alone is clean.
-    october = materialize(
-        definitions,
-        resources=resources,
-        tags={ASSET_PARTITION_RANGE_START_TAG: "2019-10", ASSET_PARTITION_RANGE_END_TAG: "2019-10"},
-        instance=instance,
-        selection=AssetSelection.checks_for_assets(silver_stand_in),
-    )
-    assert october.success
-    assert "silver__events" not in started_steps(october)  # only the checks ran
-    assert all(e.passed for e in october.get_asset_check_evaluations())
-    assert len(october.get_asset_check_evaluations()) == 2
-
-
-def test_gold_revenue_must_equal_silver_purchase_revenue_per_month(resources):
-    SILVER.clear()
-    SILVER[OCT] = [
-        event(OCT, 1, kind="purchase", price="10.10"),
-        event(OCT, 2, kind="purchase", price="0.05", brand=None),
-        event(OCT, 3, kind="view", price="99.00"),
-    ]
-    SILVER[NOV] = [event(NOV, 1, kind="purchase", price="3.00"), event(NOV, 2, kind="cart")]
-    SILVER[DEC] = [event(DEC, 1, kind="view")]  # no purchase: gold holds no row for December
-    GOLD_REVENUE.clear()
-    GOLD_REVENUE[OCT] = [(OCT, "apple", Decimal("10.10"), 1), (OCT, None, Decimal("0.05"), 1)]
-    GOLD_REVENUE[NOV] = [(NOV, "apple", Decimal("3.01"), 1)]  # a cent too much
-
-    result = run(
-        [silver_stand_in, revenue_stand_in, gold_revenue_matches_silver],
-        resources,
-        "2019-10",
-        "2019-12",
-    )
-
-    assert not result.success
-    check = check_evaluations(result)["gold_revenue_matches_silver"]
-    assert not check.passed
-    assert check.metadata["gold_total_revenue"].value == {
-        "2019-10": "10.15",
-        "2019-11": "3.01",
-        "2019-12": "0.00",
-    }
-    assert check.metadata["silver_purchase_revenue"].value == {
-        "2019-10": "10.15",
-        "2019-11": "3.00",
-        "2019-12": "0.00",
-    }
-    assert "2019-11: gold 3.01 vs silver 3.00" in check.description
-    assert "2019-10" not in check.description and "2019-12" not in check.description
-
-
-def test_bronze_rows_must_add_up_to_the_recorded_data_lines(resources):
-    BRONZE.clear()
-    BRONZE[OCT] = (6, 2, 8)  # every line accounted for
-    BRONZE[NOV] = (6, 2, 9)  # one line neither accepted nor rejected
-
-    result = run([bronze_stand_in, bronze_lines_accounted_for], resources, "2019-10", "2019-11")
-
-    assert not result.success
-    check = check_evaluations(result)["bronze_lines_accounted_for"]
-    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
-    assert check.metadata["source_data_lines"].value == {"2019-10": 8, "2019-11": 9}
-    assert check.metadata["accepted_rows"].value == {"2019-10": 6, "2019-11": 6}
-    assert check.metadata["rejected_rows"].value == {"2019-10": 2, "2019-11": 2}
-    assert "2019-11: 9 lines, 6 + 2 rows" in check.description
-    assert "2019-10" not in check.description
-
-
-def test_a_month_without_a_recorded_line_count_fails_the_line_check(resources):
-    BRONZE.clear()
-    BRONZE[OCT] = (3, 0, None)
-
-    result = run([bronze_stand_in, bronze_lines_accounted_for], resources, "2019-10", "2019-10")
-
-    check = check_evaluations(result)["bronze_lines_accounted_for"]
-    assert not check.passed
-    assert "No data-line count recorded by bronze for 2019-10" in check.description
-
-
-# -- thresholds of the rejected share --------------------------------------------------------------
-
-
-def test_the_failing_threshold_is_set_in_the_run_config(resources, monkeypatch):
+def test_the_failing_threshold_is_set_in_the_run_config(landing_dir, warehouse_dir, monkeypatch):
     monkeypatch.delenv(WARN_PERCENT_ENV, raising=False)
     monkeypatch.delenv(FAIL_PERCENT_ENV, raising=False)
-    BRONZE.clear()
-    BRONZE[OCT] = (18, 2, 20)  # 10 % rejected: above the default 5 %
-    config = {
-        "ops": {"bronze__events_bronze_rejected_share": {"config": {"fail_above_percent": 12.5}}}
-    }
+    lines = good_lines(18) + ["bad line", good_lines(1)[0].replace(",view,", ",click,")]
+    write_source(landing_dir, "2019-Oct.csv", lines)  # 10 % rejected: above the default 5 %
 
-    result = run(
-        [bronze_stand_in, bronze_rejected_share], resources, "2019-10", "2019-10", run_config=config
+    result = run_job(
+        run_config={"ops": {"bronze_events": {"config": {"fail_above_percent": 12.5}}}}
     )
 
     assert result.success  # a warning does not stop the run
     check = check_evaluations(result)["bronze_rejected_share"]
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
     assert check.metadata["fail_above_percent"].value == 12.5
-    assert check.metadata["rejected_share_percent"].value == {"2019-10": 10.0}
+    assert check.metadata["rejected_share_percent"].value == 10.0
 
 
 def test_rejected_share_thresholds_default_to_zero_and_five_percent(monkeypatch):
     monkeypatch.delenv(WARN_PERCENT_ENV, raising=False)
     monkeypatch.delenv(FAIL_PERCENT_ENV, raising=False)
-    assert RejectedShareConfig().thresholds() == (0.0, 5.0)
+    assert BronzeConfig().thresholds() == (0.0, 5.0)
 
 
 def test_rejected_share_thresholds_come_from_the_environment_unless_configured(monkeypatch):
     monkeypatch.setenv(WARN_PERCENT_ENV, "1.5")
     monkeypatch.setenv(FAIL_PERCENT_ENV, "10")
-    assert RejectedShareConfig().thresholds() == (1.5, 10.0)
-    assert RejectedShareConfig(fail_above_percent=20).thresholds() == (1.5, 20.0)
+    assert BronzeConfig().thresholds() == (1.5, 10.0)
+    assert BronzeConfig(fail_above_percent=20).thresholds() == (1.5, 20.0)
 
 
 @pytest.mark.parametrize(
@@ -293,27 +126,131 @@ def test_nonsensical_thresholds_fail_without_retry(warn, fail, env, monkeypatch)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(Failure) as error:
-        RejectedShareConfig(warn_above_percent=warn, fail_above_percent=fail).thresholds()
+        BronzeConfig(warn_above_percent=warn, fail_above_percent=fail).thresholds()
     assert error.value.allow_retries is False
 
 
-def test_duplicate_groups_are_exact_despite_hash_collisions(spark):
-    """Spark's row hash skips nulls, so ("a", null) and (null, "a") hash alike: the check must
-    still tell them apart, and still count true copies that hold nulls."""
-    month = dt.date(2019, 10, 1)
-    at = dt.datetime(2019, 10, 1, tzinfo=dt.timezone.utc)
-    rows = [
-        (at, "view", 1, None, "a", None, Decimal("1.00"), 7, "s", month),
-        (at, "view", 1, None, None, "a", Decimal("1.00"), 7, "s", month),  # same hash, not a copy
-        (at, "cart", 2, None, None, None, Decimal("2.00"), 7, None, month),
-        (at, "cart", 2, None, None, None, Decimal("2.00"), 7, None, month),  # a copy, with nulls
-        (at, "cart", 2, None, None, None, Decimal("2.00"), 7, None, month),  # and another
-        (at, "cart", 2, None, None, None, Decimal("2.00"), 7, None, dt.date(2019, 11, 1)),
-    ]
-    schema = (
-        "event_time timestamp, event_type string, product_id bigint, category_id bigint, "
-        "category_code string, brand string, price decimal(12,2), user_id bigint, "
-        "user_session string, month date"
+# -- silver -----------------------------------------------------------------------------------------
+
+OBSERVED = {"bronze_rows": 10, "null_user_rows": 2, "silver_rows": 7, "duplicates_removed": 1}
+
+
+def test_silver_rows_add_up_to_bronze():
+    result = rows_accounted_for(
+        ["2019-10"], OBSERVED, bronze_rows={"2019-10": 10}, silver_rows={"2019-10": 7}
     )
-    groups = duplicate_groups(spark.createDataFrame(rows, schema)).collect()
-    assert [(g.event_type, g.month, g["count"]) for g in groups] == [("cart", month, 3)]
+    assert result.passed, result.description
+    assert result.metadata["duplicates_removed"].value == 1
+
+
+@pytest.mark.parametrize(
+    "observed,bronze_rows,silver_rows,message",
+    [
+        (OBSERVED, 11, 7, "silver read 10 rows, bronze's table holds 11"),
+        ({**OBSERVED, "silver_rows": 8}, 10, 8, "10 rows read != 8 kept + 1 extra copies + 2"),
+        (OBSERVED, 10, 6, "7 rows written, silver's table holds 6"),
+        ({**OBSERVED, "silver_rows": None}, 10, 7, "did not report"),
+    ],
+)
+def test_silver_accounting_names_what_does_not_add_up(observed, bronze_rows, silver_rows, message):
+    result = rows_accounted_for(
+        ["2019-10"], observed, bronze_rows={"2019-10": bronze_rows},
+        silver_rows={"2019-10": silver_rows},
+    )
+    assert not result.passed and message in result.description
+
+
+def test_silver_nulls_come_from_the_log_statistics():
+    assert user_id_not_null({"2019-10": 0}).passed
+    failed = user_id_not_null({"2019-10": 0, "2019-11": 3})
+    assert not failed.passed and "2019-11: 3" in failed.description
+    unknown = user_id_not_null({"2019-10": None})
+    assert not unknown.passed and "No null counts" in unknown.description
+
+
+def test_a_silver_that_loses_a_row_fails_its_check_blocks_gold_and_is_not_retried(
+    landing_dir, warehouse_dir, monkeypatch
+):
+    write_source(landing_dir, "2019-Oct.csv", good_lines(50))
+
+    def losing_one(bronze):
+        # A de-duplication bug: one distinct event dropped after the copies were counted.
+        events = grouped_events(bronze)
+        return events.where(F.col("product_id") != 1000)
+
+    monkeypatch.setattr(silver, "grouped_events", losing_one)
+    result = run_job()
+
+    assert not result.success
+    check = check_evaluations(result)["silver_rows_accounted_for"]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert "50 rows read != 49 kept + 0 extra copies + 0 without a user" in check.description
+    failure = result.failure_data_for_node("silver__events")
+    assert "blocking asset check" in failure.error.message
+    assert retried_steps(result) == []  # a failed check is a fact about data: no retry
+    assert "gold_aggregates" not in started_steps(result)
+    assert set(DOWNSTREAM_STEPS) - {"gold_aggregates"} <= set(started_steps(result))
+
+
+# -- gold -------------------------------------------------------------------------------------------
+
+SILVER_TOTALS = {"revenue": Decimal("10.15"), "purchases": 2, "views": 5, "carts": 1}
+
+
+def test_gold_revenue_must_equal_silver_purchase_revenue():
+    good = revenue_matches_silver(SILVER_TOTALS, {"revenue": Decimal("10.15"), "purchases": 2})
+    assert good.passed and good.metadata["gold_revenue"].value == "10.15"
+    bad = revenue_matches_silver(SILVER_TOTALS, {"revenue": Decimal("10.16"), "purchases": 2})
+    assert not bad.passed and "revenue: gold 10.16 vs silver 10.15" in bad.description
+    # A month without purchases sums to NULL on both sides: zero, equal.
+    empty = revenue_matches_silver(
+        {"revenue": None, "purchases": 0}, {"revenue": None, "purchases": None}
+    )
+    assert empty.passed
+
+
+def test_gold_funnel_must_count_silver_events():
+    good = funnel_matches_silver(SILVER_TOTALS, {"views": 5, "carts": 1, "purchases": 2})
+    assert good.passed and good.metadata["gold_views"].value == 5
+    bad = funnel_matches_silver(SILVER_TOTALS, {"views": 4, "carts": 1, "purchases": 2})
+    assert not bad.passed and "views: gold 4 vs silver 5" in bad.description
+
+
+def test_a_gold_aggregate_that_drops_the_null_brand_fails_its_check(
+    landing_dir, warehouse_dir, monkeypatch
+):
+    write_source(landing_dir, "2019-Oct.csv", good_lines(60))
+
+    def without_null_brand(frame):
+        return revenue_by_brand(frame).where(F.col("brand").isNotNull())
+
+    monkeypatch.setattr(gold, "revenue_by_brand", without_null_brand)
+    result = run_job()
+
+    assert not result.success
+    checks = check_evaluations(result)
+    revenue = checks["gold_revenue_matches_silver"]
+    assert not revenue.passed and "revenue: gold" in revenue.description
+    assert checks["gold_funnel_matches_silver"].passed
+    assert retried_steps(result) == []
+
+
+def test_gold_checks_pass_on_real_data_with_exact_decimals(landing_dir, warehouse_dir):
+    write_source(landing_dir, "2019-Oct.csv", good_lines(75))
+    result = run_job()
+    assert result.success
+    checks = check_evaluations(result)
+    assert set(checks) == {
+        "bronze_lines_accounted_for",
+        "bronze_rejected_share",
+        "silver_rows_accounted_for",
+        "silver_user_id_not_null",
+        "gold_revenue_matches_silver",
+        "gold_funnel_matches_silver",
+    }
+    assert all(c.passed for c in checks.values())
+    expected = sum(
+        Decimal(line.split(",")[6]) for line in good_lines(75) if ",purchase," in line
+    )
+    assert checks["gold_revenue_matches_silver"].metadata["silver_revenue"].value == str(expected)
+    assert checks["bronze_lines_accounted_for"].metadata["source_data_lines"].value == 75

@@ -58,18 +58,18 @@ with open(out, "w") as handle:
     json.dump(result, handle)
 """
 
-# One Dagster run through SparkDeltaIOManager.handle_output, with its own local[1] Spark session.
-# The asset's rows pass through a function that Spark runs while writing the Parquet files, i.e.
-# after the IO manager recorded the version the write starts from; it waits there until every
-# writer has reached the same point.
+# One Dagster run through the project's IO manager (warehouse from $MEDALLION_WAREHOUSE_DIR), with
+# its own Spark session ($MEDALLION_SPARK_MASTER). The asset's rows pass through a function that
+# Spark runs while writing the Parquet files, i.e. after the IO manager recorded the version the
+# write starts from; it waits there until every writer has reached the same point.
 SPARK_WRITER = r"""
 import datetime as dt, json, os, sys, time
 from dagster import DagsterInstance, asset, materialize
-from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
+from medallion_assets.definitions import defs
 from medallion_assets.partitions import monthly_partitions
 from medallion_assets.resources.spark import SparkSessionResource
 
-warehouse, key, tag, gate, writers, out = sys.argv[1:7]
+key, tag, gate, writers, out = sys.argv[1:6]
 
 def wait_for_every_writer(batches):
     open(os.path.join(gate, "writing-" + tag), "w").close()
@@ -80,30 +80,82 @@ def wait_for_every_writer(batches):
         time.sleep(0.01)
     yield from batches
 
-@asset(key=["test", "shared"], partitions_def=monthly_partitions, metadata={"partition_expr": "month"})
+@asset(key=["test", "shared"], partitions_def=monthly_partitions,
+       metadata={"partition_expr": "month"})
 def shared(context, spark: SparkSessionResource):
     month = dt.date.fromisoformat(context.partition_key + "-01")
     rows = [(int(tag) * 1000 + i, month) for i in range(int(tag) + 1)]
     frame = spark.spark_session.createDataFrame(rows, "value bigint, month date").coalesce(1)
     return frame.mapInArrow(wait_for_every_writer, frame.schema)
 
-spark = SparkSessionResource(
-    master="local[1]",
-    spark_config={"spark.sql.shuffle.partitions": "1", "spark.driver.memory": "512m"},
-)
 result = materialize(
     [shared], partition_key=key, raise_on_error=False, instance=DagsterInstance.ephemeral(),
-    resources={"spark": spark, "io_manager": SparkDeltaIOManager(root_uri=warehouse, spark=spark)},
+    resources=dict(defs.resources),
 )
 report = {"tag": tag, "key": key, "run_id": result.run_id, "success": result.success,
           "values": [int(tag) * 1000 + i for i in range(int(tag) + 1)]}
 if result.success:
     metadata = result.asset_materializations_for_node("test__shared")[0].metadata
-    report["version"] = metadata["delta/version"].value
+    report["version"] = int(metadata["delta/version"].value)
 else:
     report["error"] = str(result.get_step_failure_events()[0].step_failure_data.error)
 with open(out, "w") as handle:
     json.dump(report, handle)
+"""
+
+# One Dagster run of the month 2019-11 through the project's own resources (IO manager, warehouse
+# from $MEDALLION_WAREHOUSE_DIR, Spark from $MEDALLION_SPARK_MASTER), with the project's retry
+# policy. While Spark writes the first attempt's files — after the IO manager noted the version
+# its commit starts from — another writer commits the same month, as a second run of the month
+# would: the first attempt must fail with ConcurrentWriteError and the retry replace the month.
+RETRIED_WRITER = r"""
+import datetime as dt, json, os, sys, uuid
+from dagster import DagsterInstance, asset, materialize
+from medallion_assets.definitions import defs
+from medallion_assets.partitions import monthly_partitions
+from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.retries import SPARK_RETRY_POLICY
+
+table, key, marker, out = sys.argv[1:5]
+month = key + "-01"
+values = [7001, 7002, 7003]
+
+def compete_on_first_attempt(batches):
+    try:
+        os.remove(marker)  # there on the first attempt only
+    except FileNotFoundError:
+        pass
+    else:
+        import pyarrow as pa, pyarrow.parquet as pq
+        from medallion_assets.io.delta_commit import commit_files, describe_file, filesystem_for
+        relative = f"month={month}/part-{uuid.uuid4().hex}.parquet"
+        os.makedirs(os.path.join(table, f"month={month}"), exist_ok=True)
+        pq.write_table(pa.table({"value": pa.array([-100, -101], pa.int64())}),
+                       os.path.join(table, relative))
+        fs, table_path = filesystem_for(table)
+        commit_files(
+            table, pa.schema([("value", pa.int64()), ("month", pa.date32())]),
+            [describe_file(fs, table_path, relative, {"month": month})], partition_by=["month"],
+            replace_partitions=[month], custom_metadata={"writer": "competitor"},
+        )
+    yield from batches
+
+@asset(key=["test", "contested"], partitions_def=monthly_partitions,
+       retry_policy=SPARK_RETRY_POLICY, metadata={"partition_expr": "month"})
+def contested(context, spark: SparkSessionResource):
+    rows = [(v, dt.date.fromisoformat(month)) for v in values]
+    frame = spark.spark_session.createDataFrame(rows, "value bigint, month date").coalesce(1)
+    return frame.mapInArrow(compete_on_first_attempt, frame.schema)
+
+result = materialize(
+    [contested], partition_key=key, resources=dict(defs.resources), raise_on_error=False,
+    instance=DagsterInstance.ephemeral(),
+)
+retries = [str(e.event_specific_data.error) for e in result.all_events
+           if e.event_type_value == "STEP_UP_FOR_RETRY"]
+with open(out, "w") as handle:
+    json.dump({"success": result.success, "run_id": result.run_id, "retries": retries,
+               "values": values}, handle)
 """
 
 
@@ -131,7 +183,7 @@ def run_writers(script: str, argvs: list[list[str]], gate: Path, tmp_path: Path,
     procs = [
         subprocess.Popen([sys.executable, str(program), *argv, str(out)], env=env, cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for argv, out in zip(argvs, outs)
+        for argv, out in zip(argvs, outs, strict=True)
     ]
     try:
         deadline = time.monotonic() + timeout
@@ -147,7 +199,7 @@ def run_writers(script: str, argvs: list[list[str]], gate: Path, tmp_path: Path,
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, log in zip(procs, logs):
+    for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, log[-4000:]
     return [json.loads(out.read_text()) for out in outs]
 
@@ -184,10 +236,11 @@ def test_writers_of_different_months_all_commit(tmp_path, table_exists):
     writers = MONTHS[:6] if table_exists else MONTHS[:4]
     if table_exists:
         prefill(table, MONTHS)  # every month already has rows: each commit replaces files
+    gate = tmp_path / "gate"
     results = run_writers(
         COMMIT_WRITER,
-        [[str(table), month, str(i + 1), str(tmp_path / "gate")] for i, month in enumerate(writers)],
-        tmp_path / "gate", tmp_path, barrier=True, timeout=300,
+        [[str(table), month, str(i + 1), str(gate)] for i, month in enumerate(writers)],
+        gate, tmp_path, barrier=True, timeout=300,
     )
     base = 0 if table_exists else -1
     assert [r.get("error") for r in results] == [None] * len(writers)
@@ -199,7 +252,7 @@ def test_writers_of_different_months_all_commit(tmp_path, table_exists):
     by_version = {h["version"]: h for h in delta.history()}
     for r in results:  # each writer's reported version is the commit it made
         assert by_version[r["version"]]["writer"] == r["tag"]
-    expected = {month: r["values"] for month, r in zip(writers, results)}
+    expected = {month: r["values"] for month, r in zip(writers, results, strict=True)}
     if table_exists:
         expected[MONTHS[6]] = [-7]  # the month nobody wrote keeps its rows
     assert month_values(table) == expected
@@ -242,18 +295,20 @@ def test_two_writers_of_the_same_month_one_commits_the_other_fails_cleanly(tmp_p
 
 
 @pytest.mark.slow
-def test_dagster_runs_through_the_io_manager_in_parallel(tmp_path):
+def test_dagster_runs_through_the_io_manager_in_parallel(tmp_path, monkeypatch):
     """Three real runs, each its own process and Spark session, committing at the same time: the
     run of another month commits, two of the same month end with one commit and a clean failure."""
     warehouse = tmp_path / "wh"
     table = warehouse / "test" / "shared"
     prefill(table, ["2019-10-01", "2019-11-01", "2019-12-01", "2020-01-01"])
+    monkeypatch.setenv("MEDALLION_WAREHOUSE_DIR", str(warehouse))
+    monkeypatch.setenv("MEDALLION_SPARK_MASTER", "local[1]")
     keys = ["2019-10", "2019-12", "2019-12"]
     gate = tmp_path / "gate"
     started = time.monotonic()
     results = run_writers(
         SPARK_WRITER,
-        [[str(warehouse), key, str(i + 1), str(gate), str(len(keys))] for i, key in enumerate(keys)],
+        [[key, str(i + 1), str(gate), str(len(keys))] for i, key in enumerate(keys)],
         gate, tmp_path, barrier=False, timeout=900,
     )
     print(f"{len(keys)} parallel Spark runs: {time.monotonic() - started:.1f} s")
@@ -285,3 +340,34 @@ def test_dagster_runs_through_the_io_manager_in_parallel(tmp_path):
     staging = table / "_staging"
     assert not staging.exists() or not any(staging.iterdir())
 
+
+
+@pytest.mark.slow
+def test_the_retry_after_a_concurrent_write_error_replaces_the_month(tmp_path, monkeypatch):
+    warehouse = tmp_path / "wh"
+    table = warehouse / "test" / "contested"
+    prefill(table, ["2019-10-01", "2019-11-01"])
+    marker = tmp_path / "compete-once"
+    marker.touch()
+    monkeypatch.setenv("MEDALLION_WAREHOUSE_DIR", str(warehouse))
+    monkeypatch.setenv("MEDALLION_SPARK_MASTER", "local[1]")
+
+    (result,) = run_writers(
+        RETRIED_WRITER, [[str(table), "2019-11", str(marker)]], tmp_path / "gate", tmp_path,
+        barrier=False, timeout=900,
+    )
+
+    assert not marker.exists()  # the competing commit happened
+    assert result["success"], result
+    (first_attempt,) = result["retries"]  # one retry, for the conflict
+    assert "ConcurrentWriteError" in first_attempt
+    assert "committed month=2019-11-01 as version 1" in first_attempt
+
+    delta = DeltaTable(str(table))
+    history = {h["version"]: h for h in delta.history()}
+    assert delta.version() == 2
+    assert history[1]["writer"] == "competitor"
+    assert history[2]["dagster_run_id"] == result["run_id"]  # the retry's commit, on top of it
+    # The retry replaced the month: its rows only, not the other writer's, not a mix.
+    assert month_values(table) == {"2019-10-01": [-1], "2019-11-01": result["values"]}
+    assert parquet_files_on_disk(table) == committed_paths(table)

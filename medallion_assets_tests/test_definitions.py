@@ -11,16 +11,31 @@ EXPECTED = {
 }
 
 
+LANDING = ("landing", "events_csv")
+
+
 def test_every_asset_is_defined_with_its_group_kinds_and_description():
     graph = defs.resolve_asset_graph()
-    assert {tuple(k.path) for k in graph.get_all_asset_keys()} == set(EXPECTED)
+    assert {tuple(k.path) for k in graph.get_all_asset_keys()} == {*EXPECTED, LANDING}
     for path, group in EXPECTED.items():
         node = graph.get(AssetKey(list(path)))
         assert node.group_name == group
-        assert {"spark", "delta"} <= set(node.kinds)
+        # "deltalake" is the kind the UI shows the Delta Lake icon for.
+        assert {"spark", "deltalake"} <= set(node.kinds)
         assert node.description and len(node.description) > 40
         assert node.partitions_def.get_partition_keys()[0] == "2019-10"
         assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
+        assert node.owners and node.code_version and node.tags.get("layer") == group
+        # The column schema is in the catalog before anything is materialized.
+        schema = node.metadata["dagster/column_schema"]
+        assert schema.columns and all(c.description for c in schema.columns)
+
+
+def test_the_landing_file_is_the_first_node_of_the_lineage():
+    graph = defs.resolve_asset_graph()
+    landing = graph.get(AssetKey(list(LANDING)))
+    assert not landing.is_materializable  # it arrives; nothing here builds it
+    assert graph.get(AssetKey(["bronze", "events"])).parent_keys == {AssetKey(list(LANDING))}
 
 
 def test_lineage_is_bronze_to_silver_to_gold():
@@ -36,6 +51,7 @@ def test_runs_execute_in_one_process_so_steps_share_one_spark_session():
     assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
 
 
-def test_the_io_manager_and_the_assets_share_one_spark_resource():
+def test_the_io_manager_and_the_assets_share_one_spark_resource_and_one_warehouse():
     resources = defs.resources
     assert resources["io_manager"].spark is resources["spark"]
+    assert resources["io_manager"].warehouse is resources["warehouse"]

@@ -1,5 +1,5 @@
 """What gold reports to the UI besides the IO manager's metadata: column lineage and the
-top-brands preview. (That a real run under `dagster dev` shows them is in test_dagster_dev.)"""
+top-brands table. (That a real run under `dagster dev` shows them is in test_dagster_dev.)"""
 
 import datetime as dt
 from decimal import Decimal
@@ -9,7 +9,7 @@ from dagster import AssetKey
 from medallion_assets.assets.gold import (
     DAILY_FUNNEL_LINEAGE,
     REVENUE_BY_BRAND_LINEAGE,
-    top_brands_markdown,
+    top_brands,
 )
 from medallion_assets.schema import (
     GOLD_DAILY_FUNNEL_SCHEMA,
@@ -35,10 +35,11 @@ def test_column_lineage_covers_every_gold_column_with_real_silver_columns():
     }
 
 
-def table_cells(markdown: str) -> list[list[str]]:
-    lines = markdown.splitlines()
-    assert lines[0] == "| month | brand | total_revenue | purchases |"
-    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[2:]]
+def table_cells(records) -> list[list[object]]:
+    return [
+        [r.data["month"], r.data["brand"], r.data["total_revenue"], r.data["purchases"]]
+        for r in records
+    ]
 
 
 def test_the_preview_lists_the_ten_largest_rows_by_revenue(spark):
@@ -51,15 +52,15 @@ def test_the_preview_lists_the_ten_largest_rows_by_revenue(spark):
     ]
     revenue = spark.createDataFrame(rows, GOLD_REVENUE_BY_BRAND_SCHEMA)
 
-    cells = table_cells(top_brands_markdown(revenue))
+    cells = table_cells(top_brands(revenue))
 
-    assert cells[0] == ["2019-11", "*(no brand)*", "5,000.00", "40"]
-    assert cells[1] == ["2019-10", "brand11", "111.50", "12"]
-    assert cells[2] == ["2019-11", "pipe\\|brand", "111.50", "3"]
+    assert cells[0] == ["2019-11", "(no brand)", "5,000.00", 40]
+    assert cells[1] == ["2019-10", "brand11", "111.50", 12]
+    assert cells[2] == ["2019-11", "pipe|brand", "111.50", 3]
     assert [c[1] for c in cells[3:]] == [f"brand{i:02d}" for i in range(10, 3, -1)]
     assert len(cells) == 10
 
 
-def test_the_preview_of_a_month_without_purchases_says_so(spark):
+def test_the_preview_of_a_month_without_purchases_is_an_empty_table(spark):
     empty = spark.createDataFrame([], GOLD_REVENUE_BY_BRAND_SCHEMA)
-    assert top_brands_markdown(empty) == "*No purchase events in these months.*"
+    assert top_brands(empty) == []

@@ -34,6 +34,7 @@ from medallion_assets.io.delta_commit import (
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
 from medallion_assets.partitions import monthly_partitions
 from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.resources.warehouse import Warehouse
 
 SCHEMA = pa.schema([("value", pa.int64()), ("month", pa.date32())])
 EIGHT_DAYS_AGO = time.time() - 8 * 24 * 3600
@@ -179,7 +180,12 @@ def copied(scattered):
 def test_compaction_leaves_fewer_files_and_the_same_rows_for_every_reader(tmp_path, spark):
     warehouse = tmp_path / "wh"
     session = SparkSessionResource()
-    resources = {"spark": session, "io_manager": SparkDeltaIOManager(root_uri=str(warehouse), spark=session)}
+    store = Warehouse(root_uri=str(warehouse))
+    resources = {
+        "spark": session,
+        "warehouse": store,
+        "io_manager": SparkDeltaIOManager(spark=session, warehouse=store),
+    }
     tags = {ASSET_PARTITION_RANGE_START_TAG: "2019-10", ASSET_PARTITION_RANGE_END_TAG: "2019-11"}
     assert materialize([scattered], resources=resources, tags=tags,
                        instance=DagsterInstance.ephemeral()).success

@@ -17,6 +17,7 @@ from medallion_assets.definitions import defs
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
 from medallion_assets.resources.landing import LandingDirectory
 from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import BASE_DELAY_SECONDS, MAX_RETRIES, SPARK_RETRY_POLICY
 from medallion_assets_tests.source_lines import good_lines, retried_steps, write_source
 
@@ -55,7 +56,12 @@ class StorageDropsOnceAfterCommit(SparkDeltaIOManager):
 def materialize_bronze(landing: LandingDirectory, io_manager: SparkDeltaIOManager, spark):
     return materialize(
         [bronze_events],
-        resources={"spark": spark, "landing": landing, "io_manager": io_manager},
+        resources={
+            "spark": spark,
+            "landing": landing,
+            "warehouse": io_manager.warehouse,
+            "io_manager": io_manager,
+        },
         partition_key="2019-10",
         instance=DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -73,7 +79,7 @@ def retry_waits(result) -> list[float]:
 def test_every_spark_step_retries_three_times_with_exponential_backoff_and_jitter():
     job = defs.resolve_job_def("medallion_monthly")
     policies = {node.name: node.definition.retry_policy for node in job.graph.nodes}
-    assert len(policies) == 9  # 4 asset ops (bronze is one multi-asset) + 5 checks
+    assert len(policies) == 3  # bronze, silver, gold: one step each, checks inside
     assert set(policies.values()) == {SPARK_RETRY_POLICY}
     assert SPARK_RETRY_POLICY.max_retries == MAX_RETRIES == 3
     assert SPARK_RETRY_POLICY.backoff.value == "EXPONENTIAL"
@@ -89,7 +95,7 @@ def test_a_transient_failure_on_the_first_attempt_is_retried_and_succeeds(
     session = SparkSessionResource()
 
     result = materialize_bronze(
-        LandingShareDownOnce(fail_marker=str(marker)), SparkDeltaIOManager(spark=session), session
+        LandingShareDownOnce(fail_marker=str(marker)), SparkDeltaIOManager(spark=session, warehouse=Warehouse()), session
     )
 
     assert result.success
@@ -112,7 +118,7 @@ def test_a_retry_after_a_partial_write_replaces_the_month_rather_than_adding_to_
 
     result = materialize_bronze(
         LandingDirectory(),
-        StorageDropsOnceAfterCommit(spark=session, fail_marker=str(marker)),
+        StorageDropsOnceAfterCommit(spark=session, warehouse=Warehouse(), fail_marker=str(marker)),
         session,
     )
 
@@ -132,7 +138,7 @@ def test_a_retry_after_a_partial_write_replaces_the_month_rather_than_adding_to_
 def test_a_missing_file_is_not_retried(landing_dir, warehouse_dir, spark):
     session = SparkSessionResource()
 
-    result = materialize_bronze(LandingDirectory(), SparkDeltaIOManager(spark=session), session)
+    result = materialize_bronze(LandingDirectory(), SparkDeltaIOManager(spark=session, warehouse=Warehouse()), session)
 
     assert not result.success
     assert retried_steps(result) == []

@@ -1,7 +1,9 @@
 """The transformations on hand-made rows: no Dagster, no files, one shared Spark session."""
 
 import datetime as dt
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pyspark.sql import Row
@@ -13,13 +15,14 @@ from medallion_assets.schema import (
     GOLD_REVENUE_BY_BRAND_SCHEMA,
     SOURCE_HEADER,
 )
+from medallion_assets.assets.bronze import read_source
 from medallion_assets.transforms import (
     accepted_events,
     clean_events,
     daily_funnel,
-    parse_events,
-    rejected_events,
+    rejected_lines,
     revenue_by_brand,
+    valid_events,
 )
 
 OCT = dt.date(2019, 10, 1)
@@ -28,10 +31,24 @@ UTC = dt.timezone.utc
 GOOD = "2019-10-01 00:00:07 UTC,view,1004856,2053013555631882655,electronics.smartphone,samsung,130.76,543272936,8187d148-3c41-46d4-b0c0-9c08cd9dc564"
 
 
+def parse_file(spark, path, month=OCT):
+    """Bronze's two passes over a file: the typed read (accepted rows) and the line read (rejected
+    lines with reasons)."""
+    records = valid_events(
+        read_source(spark, path), month=month, source_file=path.name, ingested_at=INGESTED
+    )
+    rejected = rejected_lines(spark.read.text(str(path)), month=month, source_file=path.name)
+    return accepted_events(records), rejected
+
+
 def parse(spark, lines, month=OCT):
-    frame = spark.createDataFrame([(line,) for line in lines], "value string")
-    parsed = parse_events(frame, month=month, source_file="2019-Oct.csv", ingested_at=INGESTED)
-    return accepted_events(parsed), rejected_events(parsed)
+    """`parse_file` over a file holding ``lines``, behind the header when they do not start with
+    one."""
+    if not lines or lines[0].lstrip("\ufeff") != SOURCE_HEADER:
+        lines = [SOURCE_HEADER, *lines]
+    path = Path(tempfile.mkdtemp()) / "2019-Oct.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    return parse_file(spark, path, month)
 
 
 def test_a_valid_line_is_typed_exactly(spark):
@@ -92,10 +109,8 @@ def test_a_line_that_is_not_utf8_is_rejected_not_mangled(spark, tmp_path):
         (SOURCE_HEADER + "\n" + GOOD + "\n").encode()
         + GOOD.replace("samsung", "sams\xfcng").encode("latin-1") + b"\n"
     )
-    parsed = parse_events(
-        spark.read.text(str(path)), month=OCT, source_file=path.name, ingested_at=INGESTED
-    )
-    events, rejected = accepted_events(parsed), rejected_events(parsed).collect()
+    events, rejected = parse_file(spark, path)
+    rejected = rejected.collect()
     assert [r.brand for r in events.collect()] == ["samsung"]
     assert len(rejected) == 1 and "not valid UTF-8" in rejected[0].reason
     assert "sams\ufffdng" in rejected[0].line  # kept, as a valid string
@@ -117,15 +132,11 @@ def test_only_the_first_line_of_each_file_is_taken_as_its_header(spark, tmp_path
     previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
     spark.conf.set("spark.sql.files.maxPartitionBytes", "16k")  # ~15 splits per file
     try:
-        frames = [
-            parse_events(spark.read.text(str(p)), month=OCT, source_file=p.name,
-                         ingested_at=INGESTED)
-            for p in files
-        ]
+        frames = [parse_file(spark, p) for p in files]
         assert spark.read.text(str(files[0])).rdd.getNumPartitions() > 5
-        parsed = frames[0].unionByName(frames[1])
-        events = accepted_events(parsed).count()
-        rejected = rejected_events(parsed).collect()
+        assert read_source(spark, files[0]).rdd.getNumPartitions() > 5
+        events = frames[0][0].unionByName(frames[1][0]).count()
+        rejected = frames[0][1].unionByName(frames[1][1]).collect()
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
     assert events == 3000

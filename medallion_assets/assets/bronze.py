@@ -1,36 +1,131 @@
-"""Bronze: the month's source file, typed, with every unusable line kept aside with its reason."""
+"""Bronze: the month's source file, typed, with every unusable line kept aside with its reason;
+and bronze's own data-quality checks, computed from what the write saw.
+
+The source is read once in the usual case. Spark's CSV reader types every line as it writes
+bronze/events, and an observation counts, on the way, the lines it accepted and rejected per
+month. Meanwhile the driver counts the file's data lines from its raw bytes (independently of any
+parser). Only when a line was rejected is the file read a second time, as raw lines, to write
+bronze/events_rejected with each line's reason; otherwise its months are written empty.
+
+The two checks need no table read: the rows each table holds per month come from the Delta log
+(numRecords per file), the rest from the observation and the line count.
+
+- ``bronze_lines_accounted_for``: accepted rows + rejected rows = the file's data lines, and each
+  table holds exactly what the parser counted for it.
+- ``bronze_rejected_share``: the share of rejected lines; WARN above one threshold, ERROR (which
+  stops silver and gold) above another (defaults 0 % and 5 %).
+"""
 
 
 import datetime as dt
-import threading
-import uuid
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetOut,
+    AssetSpec,
     BackfillPolicy,
+    Config,
     MetadataValue,
     Output,
     multi_asset,
 )
-from pyspark.sql import DataFrame, Observation
+from pydantic import Field
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from medallion_assets.partitions import (
-    InvalidPartitionKey,
-    monthly_partitions,
-    months_in_window,
-    partition_key_for,
+from medallion_assets.observations import Observed
+from medallion_assets.partitions import InvalidPartitionKey, month_start, monthly_partitions
+from medallion_assets.resources.landing import (
+    LandingDirectory,
+    SourceFileError,
+    SourceFingerprint,
+    count_data_lines,
+    fingerprint_metadata,
 )
-from medallion_assets.resources.landing import LandingDirectory, SourceFileError
 from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY, deterministic_failure
-from medallion_assets.schema import BRONZE_REJECTED_SCHEMA
-from medallion_assets.transforms import REASON, accepted_events, parse_events, rejected_events
+from medallion_assets.schema import (
+    BRONZE_EVENTS_SCHEMA,
+    BRONZE_REJECTED_SCHEMA,
+    MONTH_COLUMN,
+    SOURCE_CSV_OPTIONS,
+    SOURCE_READ_SCHEMA,
+    table_schema_metadata,
+)
+from medallion_assets.transforms import VALID, accepted_events, rejected_lines, valid_events
 
+LANDING_EVENTS = ["landing", "events_csv"]
 BRONZE_EVENTS = ["bronze", "events"]
 BRONZE_REJECTED = ["bronze", "events_rejected"]
-PARTITIONED_TABLE = {"partition_expr": "month"}
+OWNERS = ["team:data-engineering"]
+
+WARN_PERCENT_ENV = "MEDALLION_REJECTED_WARN_PERCENT"
+FAIL_PERCENT_ENV = "MEDALLION_REJECTED_FAIL_PERCENT"
+DEFAULT_WARN_PERCENT = 0.0
+DEFAULT_FAIL_PERCENT = 5.0
+
+LINES_ACCOUNTED_FOR = "bronze_lines_accounted_for"
+REJECTED_SHARE = "bronze_rejected_share"
+
+landing_events_csv = AssetSpec(
+    key=LANDING_EVENTS,
+    description=(
+        "The month's source file as it lands in the landing directory "
+        "(`2019-Oct.csv`, `2019-10.csv`, optionally `.gz`). Not built here: it arrives, and the "
+        "landing sensor starts the month's run."
+    ),
+    partitions_def=monthly_partitions,
+    group_name="landing",
+    kinds={"csv"},
+    owners=OWNERS,
+)
+
+
+class BronzeConfig(Config):
+    """Thresholds for the share of a month's lines that bronze may reject, in percent.
+
+    Unset values come from ``$MEDALLION_REJECTED_WARN_PERCENT`` and
+    ``$MEDALLION_REJECTED_FAIL_PERCENT``, else 0 % (warn on any rejected line) and 5 % (fail when
+    more than one line in twenty is bad).
+    """
+
+    warn_above_percent: float | None = Field(
+        default=None, description=f"WARN above this share; default ${WARN_PERCENT_ENV} or 0."
+    )
+    fail_above_percent: float | None = Field(
+        default=None,
+        description=f"ERROR (blocking) above this share; default ${FAIL_PERCENT_ENV} or 5.",
+    )
+
+    def thresholds(self) -> tuple[float, float]:
+        warn = _percent(self.warn_above_percent, WARN_PERCENT_ENV, DEFAULT_WARN_PERCENT)
+        fail = _percent(self.fail_above_percent, FAIL_PERCENT_ENV, DEFAULT_FAIL_PERCENT)
+        if not 0 <= warn <= fail <= 100:
+            raise deterministic_failure(
+                "Rejected-share thresholds must satisfy "
+                f"0 <= warn ({warn}) <= fail ({fail}) <= 100."
+            )
+        return warn, fail
+
+
+def _percent(configured: float | None, env: str, default: float) -> float:
+    if configured is not None:
+        return float(configured)
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as error:
+        raise deterministic_failure(f"${env}={raw!r} is not a number of percent.") from error
 
 
 @multi_asset(
@@ -42,8 +137,14 @@ PARTITIONED_TABLE = {"partition_expr": "month"}
                 "timestamp, price as DECIMAL(12,2), ids as BIGINT, plus month, _source_file and "
                 "_ingested_at. One Delta table partitioned by month."
             ),
-            metadata=PARTITIONED_TABLE,
-            kinds={"spark", "delta"},
+            metadata={
+                "partition_expr": MONTH_COLUMN,
+                "dagster/column_schema": table_schema_metadata(BRONZE_EVENTS_SCHEMA),
+            },
+            kinds={"spark", "deltalake"},
+            owners=OWNERS,
+            tags={"layer": "bronze"},
+            code_version="2",
         ),
         "events_rejected": AssetOut(
             key=BRONZE_REJECTED,
@@ -51,10 +152,42 @@ PARTITIONED_TABLE = {"partition_expr": "month"}
                 "Source lines that could not be parsed (wrong field count, bad number, bad "
                 "timestamp, unknown event type, ...), each with the raw line and the reason."
             ),
-            metadata=PARTITIONED_TABLE,
-            kinds={"spark", "delta"},
+            metadata={
+                "partition_expr": MONTH_COLUMN,
+                "dagster/column_schema": table_schema_metadata(BRONZE_REJECTED_SCHEMA),
+            },
+            kinds={"spark", "deltalake"},
+            owners=OWNERS,
+            tags={"layer": "bronze"},
+            code_version="2",
         ),
     },
+    deps=[landing_events_csv],
+    check_specs=[
+        AssetCheckSpec(
+            LINES_ACCOUNTED_FOR,
+            asset=BRONZE_EVENTS,
+            description=(
+                "Every data line of the month's source file is either in bronze/events or in "
+                "bronze/events_rejected: accepted rows + rejected rows = data lines (the file's "
+                "non-blank lines minus the header, counted from its bytes), and each table holds "
+                "exactly the rows the parser sent it."
+            ),
+            blocking=True,
+            partitions_def=monthly_partitions,
+        ),
+        AssetCheckSpec(
+            REJECTED_SHARE,
+            asset=BRONZE_EVENTS,
+            description=(
+                "Share of the month's lines that bronze rejected: WARN above the warning "
+                "threshold (default 0 %), ERROR above the failing threshold (default 5 %), which "
+                "stops silver and gold for the run."
+            ),
+            blocking=True,
+            partitions_def=monthly_partitions,
+        ),
+    ],
     partitions_def=monthly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="bronze",
@@ -62,108 +195,208 @@ PARTITIONED_TABLE = {"partition_expr": "month"}
     retry_policy=SPARK_RETRY_POLICY,
 )
 def bronze_events(
-    context: AssetExecutionContext, spark: SparkSessionResource, landing: LandingDirectory
+    context: AssetExecutionContext,
+    config: BronzeConfig,
+    spark: SparkSessionResource,
+    landing: LandingDirectory,
+    warehouse: Warehouse,
 ):
     """Read each month of the run from the landing directory and parse it.
 
     A missing or unusable file fails the step before Spark reads anything, naming the file and
     the problem, without retries (the next attempt would find the same file).
-
-    The source is read once: writing bronze/events parses every line, and Spark observations
-    count, on the way, each month's data lines (independently of the parser) and how many the
-    parser accepted and rejected. Only when some line was rejected is the file read a second time
-    to write bronze/events_rejected; otherwise its months are written empty. The counts land in
-    the materialization metadata of bronze/events_rejected (known only once bronze/events is
-    written), where the data-quality checks compare them with what the tables hold.
     """
+    warn, fail = config.thresholds()
+    months = list(context.partition_keys)
+    paths = {key: _source_path(landing, key) for key in months}
     session = spark.spark_session
     ingested_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    parsed: DataFrame | None = None
-    observations: dict[str, tuple[Observation, Observation]] = {}
-    source_files: dict[str, str] = {}
-    for month in months_in_window(context.partition_time_window):
-        key = partition_key_for(month)
-        try:
-            path = landing.source_file(key)
-            landing.check_header(path)
-        except (SourceFileError, InvalidPartitionKey) as error:
-            raise deterministic_failure(
-                str(error),
-                metadata={
-                    "month": key,
-                    "landing_dir": MetadataValue.path(str(landing.directory())),
-                    "error": type(error).__name__,
-                },
-            ) from error
-        context.log.info(f"Reading {path} for {key}")
-        source_files[key] = path.name
-        line_count = Observation(_name("lines", key))
-        parse_count = Observation(_name("parsed", key))
-        lines = session.read.text(str(path)).observe(
-            line_count, F.count_if(F.trim(F.col("value")) != "").alias("non_blank_lines")
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-count") as pool:
+        # Counted on the driver while the executors parse: no Spark pass of its own.
+        line_counts = {key: pool.submit(count_data_lines, path) for key, path in paths.items()}
+        counts: dict[str, Observed] = {}
+        records: DataFrame | None = None
+        for key, path in paths.items():
+            context.log.info(f"Reading {path} for {key}")
+            typed = valid_events(
+                read_source(session, path),
+                month=month_start(key),
+                source_file=path.name,
+                ingested_at=ingested_at,
+            )
+            counts[key] = Observed(
+                f"bronze_{key.replace('-', '_')}",
+                accepted=F.count_if(F.col(VALID)),
+                rejected=F.count_if(~F.col(VALID)),
+            )
+            typed = counts[key].attach(typed)
+            records = typed if records is None else records.unionByName(typed)
+        assert records is not None
+        source_metadata = {
+            "source_files": MetadataValue.json({k: p.name for k, p in paths.items()}),
+            **fingerprint_metadata({k: SourceFingerprint.of(p) for k, p in paths.items()}),
+        }
+        # Writing the accepted rows parses every line once, which fills the observations.
+        yield Output(accepted_events(records), output_name="events", metadata=source_metadata)
+        observed = {key: counts[key].values() for key in months}
+        data_lines = {key: future.result() for key, future in line_counts.items()}
+
+    with_rejects = [k for k, c in observed.items() if c is None or c["rejected"]]
+    if with_rejects:
+        context.log.warning(
+            "Rejected lines in " + ", ".join(with_rejects) + "; see bronze/events_rejected."
         )
-        month_rows = parse_events(
-            lines, month=month, source_file=path.name, ingested_at=ingested_at
-        ).observe(
-            parse_count,
-            F.count_if(F.col(REASON).isNull()).alias("accepted"),
-            F.count_if(F.col(REASON).isNotNull()).alias("rejected"),
-        )
-        observations[key] = (line_count, parse_count)
-        parsed = month_rows if parsed is None else parsed.unionByName(month_rows)
-    assert parsed is not None
-    source_metadata = {"source_files": MetadataValue.json(source_files)}
-    # Writing the accepted rows parses every line once, which fills the observations.
-    yield Output(accepted_events(parsed), output_name="events", metadata=source_metadata)
-    counts = {key: _observed(line, parse) for key, (line, parse) in observations.items()}
-    metadata = dict(source_metadata)
-    if all(c is not None for c in counts.values()):
-        metadata.update(
-            {
-                # Every line of the file but the header and blank lines.
-                "source_data_lines": MetadataValue.json(
-                    {k: c["non_blank_lines"] - 1 for k, c in counts.items()}
-                ),
-                "accepted_rows": MetadataValue.json({k: c["accepted"] for k, c in counts.items()}),
-                "rejected_rows": MetadataValue.json({k: c["rejected"] for k, c in counts.items()}),
-            }
-        )
-        rejected = sum(c["rejected"] for c in counts.values())
+        frames = [
+            rejected_lines(
+                session.read.text(str(paths[key])),
+                month=month_start(key),
+                source_file=paths[key].name,
+            )
+            for key in with_rejects
+        ]
+        frame = frames[0]
+        for other in frames[1:]:
+            frame = frame.unionByName(other)
     else:
-        context.log.warning("Spark did not report the line counts; the line-count check will fail.")
-        rejected = None
-    if rejected == 0:
         # The usual case: no second pass over the source files. The months are still written,
         # empty, which replaces the rejects of an earlier run of the same months.
         context.log.info("No rejected lines.")
         frame = session.createDataFrame([], BRONZE_REJECTED_SCHEMA)
+    counted = {k: c for k, c in observed.items() if c is not None}
+    yield Output(
+        frame,
+        output_name="events_rejected",
+        metadata={
+            **source_metadata,
+            # Every line of the file but the header and blank lines, counted from its bytes.
+            "source_data_lines": MetadataValue.json(data_lines),
+            "accepted_rows": MetadataValue.json({k: c["accepted"] for k, c in counted.items()}),
+            "rejected_rows": MetadataValue.json({k: c["rejected"] for k, c in counted.items()}),
+        },
+    )
+
+    accepted_rows = warehouse.month_row_counts(BRONZE_EVENTS, months)
+    rejected_rows = warehouse.month_row_counts(BRONZE_REJECTED, months)
+    yield lines_accounted_for(months, data_lines, observed, accepted_rows, rejected_rows)
+    yield rejected_share(months, accepted_rows, rejected_rows, warn, fail)
+
+
+def read_source(session: SparkSession, path: Path) -> DataFrame:
+    """A source file as Spark's CSV reader types it: `SOURCE_READ_SCHEMA`, the first line taken
+    as the header, a line that does not fit kept whole in the corrupt-record column."""
+    return (
+        session.read.options(**SOURCE_CSV_OPTIONS)
+        .option("header", True)
+        .schema(SOURCE_READ_SCHEMA)
+        .csv(str(path))
+    )
+
+
+def _source_path(landing: LandingDirectory, key: str) -> Path:
+    try:
+        path = landing.source_file(key)
+        landing.check_header(path)
+    except (SourceFileError, InvalidPartitionKey) as error:
+        raise deterministic_failure(
+            str(error),
+            metadata={
+                "month": key,
+                "landing_dir": MetadataValue.path(str(landing.directory())),
+                "error": type(error).__name__,
+            },
+        ) from error
+    return path
+
+
+def _months_text(values: Mapping[str, object]) -> str:
+    return ", ".join(f"{month}: {value}" for month, value in values.items())
+
+
+def _per_month_metadata(name: str, values: Mapping[str, object]) -> dict[str, object]:
+    """Per-month values as metadata a reader sees at a glance: one entry per month (a number,
+    so the UI plots it across runs) when the run has one month, and a table of months otherwise."""
+    if len(values) == 1:
+        return {name: next(iter(values.values()))}
+    return {name: MetadataValue.json(dict(values))}
+
+
+def lines_accounted_for(
+    months: list[str],
+    data_lines: Mapping[str, int],
+    observed: Mapping[str, Mapping[str, object] | None],
+    accepted_rows: Mapping[str, int],
+    rejected_rows: Mapping[str, int],
+) -> AssetCheckResult:
+    """accepted + rejected = data lines of the file, and each table holds what the parser sent."""
+    problems: dict[str, str] = {}
+    for m in months:
+        seen = observed.get(m)
+        if seen is None:
+            problems[m] = "Spark did not report the parser's counts"
+        elif accepted_rows[m] + rejected_rows[m] != data_lines[m]:
+            problems[m] = (
+                f"{data_lines[m]} lines in the file, {accepted_rows[m]} + {rejected_rows[m]} rows "
+                "in the tables"
+            )
+        elif (seen["accepted"], seen["rejected"]) != (accepted_rows[m], rejected_rows[m]):
+            problems[m] = (
+                f"the parser accepted {seen['accepted']} and rejected {seen['rejected']}, the "
+                f"tables hold {accepted_rows[m]} and {rejected_rows[m]}"
+            )
+    return AssetCheckResult(
+        check_name=LINES_ACCOUNTED_FOR,
+        asset_key=BRONZE_EVENTS,
+        passed=not problems,
+        description=(
+            "Lines lost or duplicated: " + _months_text(problems) + "."
+            if problems
+            else "Every data line is accounted for."
+        ),
+        metadata={
+            **_per_month_metadata("source_data_lines", data_lines),
+            **_per_month_metadata("accepted_rows", accepted_rows),
+            **_per_month_metadata("rejected_rows", rejected_rows),
+        },
+    )
+
+
+def rejected_share(
+    months: list[str],
+    accepted_rows: Mapping[str, int],
+    rejected_rows: Mapping[str, int],
+    warn: float,
+    fail: float,
+) -> AssetCheckResult:
+    """WARN above ``warn`` percent of a month's lines rejected, ERROR above ``fail``."""
+    shares = {
+        m: 100.0 * rejected_rows[m] / (accepted_rows[m] + rejected_rows[m])
+        if accepted_rows[m] + rejected_rows[m]
+        else 0.0
+        for m in months
+    }
+    failing = {m: f"{s:.2f} %" for m, s in shares.items() if s > fail}
+    warning = {m: f"{s:.2f} %" for m, s in shares.items() if s > warn}
+    if failing:
+        severity = AssetCheckSeverity.ERROR
+        description = f"Rejected share above {fail:g} %: " + _months_text(failing) + "."
+    elif warning:
+        severity = AssetCheckSeverity.WARN
+        description = f"Rejected share above {warn:g} %: " + _months_text(warning) + "."
     else:
-        if rejected:
-            context.log.warning(f"{rejected} rejected lines; see bronze/events_rejected.")
-        frame = rejected_events(parsed)
-    yield Output(frame, output_name="events_rejected", metadata=metadata)
-
-
-def _name(kind: str, key: str) -> str:
-    # Observation names must be unique within a plan and within the session's lifetime.
-    return f"bronze_{kind}_{key.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
-
-
-_OBSERVATION_TIMEOUT_SECONDS = 300.0
-
-
-def _observed(*observations: Observation) -> dict | None:
-    """The merged metrics of observations whose query has run, or None if Spark never reports them
-    (`Observation.get` would otherwise block forever)."""
-    result: dict = {}
-    done = threading.Event()
-
-    def collect() -> None:
-        for observation in observations:
-            result.update(observation.get)
-        done.set()
-
-    worker = threading.Thread(target=collect, daemon=True)
-    worker.start()
-    worker.join(_OBSERVATION_TIMEOUT_SECONDS)
-    return result if done.is_set() else None
+        severity, description = AssetCheckSeverity.ERROR, "Rejected share within thresholds."
+    return AssetCheckResult(
+        check_name=REJECTED_SHARE,
+        asset_key=BRONZE_EVENTS,
+        passed=not warning,
+        severity=severity,
+        description=description,
+        metadata={
+            **_per_month_metadata(
+                "rejected_share_percent", {m: round(s, 4) for m, s in shares.items()}
+            ),
+            **_per_month_metadata("rejected_rows", rejected_rows),
+            "warn_above_percent": warn,
+            "fail_above_percent": fail,
+        },
+    )

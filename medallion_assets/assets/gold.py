@@ -1,42 +1,68 @@
-"""Gold: the month's business aggregates, computed from silver.
+"""Gold: the month's business aggregates, both computed in one step from one read of silver; and
+gold's checks.
 
-Besides the IO manager's metadata (row counts, schema, Delta version, table URI), each gold
-materialization reports its column lineage back to silver, so the UI can answer "where does this
-number come from" per column, and revenue_by_brand shows its top brands as a small table.
+Silver is read once: the columns both aggregates need are kept by Spark after the first
+aggregation (memory, spilling to disk), so the second one reads them from there instead of
+scanning silver's files again. On the way in, an observation totals silver's purchase revenue and
+counts each kind of event; on the way out, observations total what each gold table received. The
+checks compare the two, so a gold table that lost or invented a row fails without any table being
+read again:
+
+- ``gold_revenue_matches_silver``: total revenue and purchases over all brands = silver's.
+- ``gold_funnel_matches_silver``: views, carts and purchases over all days = silver's counts.
+
+Besides the IO manager's metadata, each materialization reports its column lineage back to silver
+(stored with the materialization; open-source Dagster's UI does not display column lineage, so the
+README lists it), and revenue_by_brand shows its top brands as a table.
 """
 
 
+import decimal
+from collections.abc import Mapping
+
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
     AssetIn,
+    AssetOut,
     BackfillPolicy,
     MetadataValue,
     Output,
+    TableColumn,
     TableColumnDep,
     TableColumnLineage,
-    asset,
+    TableRecord,
+    TableSchema,
+    multi_asset,
 )
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from medallion_assets.assets.bronze import PARTITIONED_TABLE
+from medallion_assets.assets.bronze import OWNERS
 from medallion_assets.assets.silver import SILVER_EVENTS
+from medallion_assets.observations import Observed
 from medallion_assets.partitions import monthly_partitions
 from medallion_assets.retries import SPARK_RETRY_POLICY
+from medallion_assets.schema import (
+    GOLD_DAILY_FUNNEL_SCHEMA,
+    GOLD_REVENUE_BY_BRAND_SCHEMA,
+    MONTH_COLUMN,
+    table_schema_metadata,
+)
 from medallion_assets.transforms import daily_funnel, revenue_by_brand
 
-_COMMON = dict(
-    ins={"silver": AssetIn(key=SILVER_EVENTS)},
-    partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="gold",
-    kinds={"spark", "delta"},
-    metadata=PARTITIONED_TABLE,
-    pool="spark",
-    retry_policy=SPARK_RETRY_POLICY,
-)
+GOLD_REVENUE_BY_BRAND = ["gold", "revenue_by_brand"]
+GOLD_DAILY_FUNNEL = ["gold", "daily_funnel"]
+REVENUE_MATCHES_SILVER = "gold_revenue_matches_silver"
+FUNNEL_MATCHES_SILVER = "gold_funnel_matches_silver"
 
 TOP_BRANDS = 10
 COLUMN_LINEAGE = "dagster/column_lineage"
+# What either aggregate reads of silver.
+_SILVER_COLUMNS = [MONTH_COLUMN, "event_time", "event_type", "brand", "price", "user_id"]
+_ZERO = decimal.Decimal("0.00")
 
 
 def _from_silver(deps_by_column: dict[str, list[str]]) -> TableColumnLineage:
@@ -70,13 +96,18 @@ DAILY_FUNNEL_LINEAGE = _from_silver(
     }
 )
 
+TOP_BRANDS_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("month", "string"),
+        TableColumn("brand", "string"),
+        TableColumn("total_revenue", "string"),
+        TableColumn("purchases", "int"),
+    ]
+)
 
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|")
 
-
-def top_brands_markdown(revenue: DataFrame, limit: int = TOP_BRANDS) -> str:
-    """A markdown table of the `limit` largest rows by revenue.
+def top_brands(revenue: DataFrame, limit: int = TOP_BRANDS) -> list[TableRecord]:
+    """The `limit` largest rows by revenue, for the UI's table.
 
     Spark sorts and keeps the top rows (a top-k, not a full sort), so only `limit` rows ever
     reach the driver, however many brands and months the run covers.
@@ -88,48 +119,174 @@ def top_brands_markdown(revenue: DataFrame, limit: int = TOP_BRANDS) -> str:
         .limit(limit)
         .collect()
     )
-    if not top:
-        return "*No purchase events in these months.*"
-    lines = [
-        "| month | brand | total_revenue | purchases |",
-        "| --- | --- | ---: | ---: |",
-    ]
-    for row in top:
-        brand = _cell(row["brand"]) if row["brand"] is not None else "*(no brand)*"
-        lines.append(
-            f"| {row['month']:%Y-%m} | {brand} | {row['total_revenue']:,.2f} | "
-            f"{row['purchases']:,} |"
+    return [
+        TableRecord(
+            {
+                "month": f"{row['month']:%Y-%m}",
+                "brand": row["brand"] if row["brand"] is not None else "(no brand)",
+                "total_revenue": f"{row['total_revenue']:,.2f}",
+                "purchases": int(row["purchases"]),
+            }
         )
-    return "\n".join(lines)
+        for row in top
+    ]
 
 
-@asset(
-    key=["gold", "revenue_by_brand"],
-    description=(
-        "Per month and brand: total_revenue, the exact DECIMAL sum of price over purchase events "
-        "only, and the number of purchases. Events without a brand form a row with brand NULL."
-    ),
-    **_COMMON,
+@multi_asset(
+    outs={
+        "revenue_by_brand": AssetOut(
+            key=GOLD_REVENUE_BY_BRAND,
+            description=(
+                "Per month and brand: total_revenue, the exact DECIMAL sum of price over purchase "
+                "events only, and the number of purchases. Events without a brand form a row "
+                "with brand NULL."
+            ),
+            metadata={
+                "partition_expr": MONTH_COLUMN,
+                "dagster/column_schema": table_schema_metadata(GOLD_REVENUE_BY_BRAND_SCHEMA),
+            },
+            kinds={"spark", "deltalake"},
+            owners=OWNERS,
+            tags={"layer": "gold"},
+            code_version="2",
+        ),
+        "daily_funnel": AssetOut(
+            key=GOLD_DAILY_FUNNEL,
+            description=(
+                "Per UTC day: views, carts, purchases, distinct users, and conversion = "
+                "purchases / views."
+            ),
+            metadata={
+                "partition_expr": MONTH_COLUMN,
+                "dagster/column_schema": table_schema_metadata(GOLD_DAILY_FUNNEL_SCHEMA),
+            },
+            kinds={"spark", "deltalake"},
+            owners=OWNERS,
+            tags={"layer": "gold"},
+            code_version="2",
+        ),
+    },
+    ins={"silver": AssetIn(key=SILVER_EVENTS)},
+    check_specs=[
+        AssetCheckSpec(
+            REVENUE_MATCHES_SILVER,
+            asset=GOLD_REVENUE_BY_BRAND,
+            additional_deps=[SILVER_EVENTS],
+            description=(
+                "The run's total revenue and purchases over all brands equal the sum of price "
+                "and the count of silver's purchase events, exactly (DECIMAL)."
+            ),
+            blocking=True,
+            partitions_def=monthly_partitions,
+        ),
+        AssetCheckSpec(
+            FUNNEL_MATCHES_SILVER,
+            asset=GOLD_DAILY_FUNNEL,
+            additional_deps=[SILVER_EVENTS],
+            description="Views, carts and purchases over all days equal silver's event counts.",
+            blocking=True,
+            partitions_def=monthly_partitions,
+        ),
+    ],
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="gold",
+    pool="spark",
+    retry_policy=SPARK_RETRY_POLICY,
 )
-def revenue_by_brand_asset(silver: DataFrame) -> Output[DataFrame]:
-    # Kept by Spark after its first use, so the preview and the write share one aggregation
-    # instead of reading silver twice; the result is one row per brand and month.
-    revenue = revenue_by_brand(silver).persist()
-    return Output(
-        revenue,
-        metadata={
-            COLUMN_LINEAGE: REVENUE_BY_BRAND_LINEAGE,
-            "top_brands": MetadataValue.md(top_brands_markdown(revenue)),
-        },
+def gold_aggregates(context: AssetExecutionContext, silver: DataFrame):
+    source = Observed(
+        "gold_in",
+        revenue=F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))),
+        purchases=F.count_if(F.col("event_type") == "purchase"),
+        views=F.count_if(F.col("event_type") == "view"),
+        carts=F.count_if(F.col("event_type") == "cart"),
+    )
+    shared = source.attach(silver.select(*_SILVER_COLUMNS)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        revenue_out = Observed(
+            "gold_revenue", revenue=F.sum("total_revenue"), purchases=F.sum("purchases")
+        )
+        # Kept too, so that the preview and the write share one aggregation.
+        revenue = revenue_out.attach(revenue_by_brand(shared)).persist()
+        yield Output(
+            revenue,
+            output_name="revenue_by_brand",
+            metadata={
+                COLUMN_LINEAGE: REVENUE_BY_BRAND_LINEAGE,
+                "top_brands": MetadataValue.table(top_brands(revenue), schema=TOP_BRANDS_SCHEMA),
+            },
+        )
+        funnel_out = Observed(
+            "gold_funnel",
+            views=F.sum("views"),
+            carts=F.sum("carts"),
+            purchases=F.sum("purchases"),
+        )
+        yield Output(
+            funnel_out.attach(daily_funnel(shared)),
+            output_name="daily_funnel",
+            metadata={COLUMN_LINEAGE: DAILY_FUNNEL_LINEAGE},
+        )
+    finally:
+        shared.unpersist()
+    silver_totals = source.values() or {}
+    yield revenue_matches_silver(silver_totals, revenue_out.values() or {})
+    revenue.unpersist()
+    yield funnel_matches_silver(silver_totals, funnel_out.values() or {})
+
+
+def _totals(observed: Mapping[str, object], names: tuple[str, ...]) -> dict[str, object] | None:
+    if any(name not in observed for name in names):
+        return None
+    return {
+        name: (observed[name] if observed[name] is not None else _ZERO)
+        if name == "revenue"
+        else int(observed[name] or 0)
+        for name in names
+    }
+
+
+def _compare(
+    check_name: str,
+    asset_key: list[str],
+    silver: Mapping[str, object],
+    gold: Mapping[str, object],
+    names: tuple[str, ...],
+) -> AssetCheckResult:
+    expected, found = _totals(silver, names), _totals(gold, names)
+    if expected is None or found is None:
+        passed, description = False, "Spark did not report the counts of the write."
+    else:
+        differ = [f"{n}: gold {found[n]} vs silver {expected[n]}" for n in names
+                  if found[n] != expected[n]]
+        passed = not differ
+        description = "Differs: " + "; ".join(differ) + "." if differ else "Gold = silver."
+    metadata: dict[str, object] = {}
+    for prefix, values in (("gold", found), ("silver", expected)):
+        for name, value in (values or {}).items():
+            # Exact decimals as text (a float would round them); counts as numbers, plotted.
+            metadata[f"{prefix}_{name}"] = str(value) if name == "revenue" else value
+    return AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=passed,
+        description=description,
+        metadata=metadata,
     )
 
 
-@asset(
-    key=["gold", "daily_funnel"],
-    description=(
-        "Per UTC day: views, carts, purchases, distinct users, and conversion = purchases / views."
-    ),
-    **_COMMON,
-)
-def daily_funnel_asset(silver: DataFrame) -> Output[DataFrame]:
-    return Output(daily_funnel(silver), metadata={COLUMN_LINEAGE: DAILY_FUNNEL_LINEAGE})
+def revenue_matches_silver(
+    silver: Mapping[str, object], gold: Mapping[str, object]
+) -> AssetCheckResult:
+    return _compare(
+        REVENUE_MATCHES_SILVER, GOLD_REVENUE_BY_BRAND, silver, gold, ("revenue", "purchases")
+    )
+
+
+def funnel_matches_silver(
+    silver: Mapping[str, object], gold: Mapping[str, object]
+) -> AssetCheckResult:
+    return _compare(
+        FUNNEL_MATCHES_SILVER, GOLD_DAILY_FUNNEL, silver, gold, ("views", "carts", "purchases")
+    )

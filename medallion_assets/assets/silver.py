@@ -1,15 +1,49 @@
-"""Silver: bronze events without a user or duplicated, ready for aggregation."""
+"""Silver: bronze events without a user or duplicated, ready for aggregation; and silver's checks.
+
+Both checks are worked out from what the write saw and from the Delta log, without reading a
+table again:
+
+- ``silver_rows_accounted_for``: every bronze row of the month is in silver, or was dropped for a
+  null user, or was an extra copy of an event. The rows read (observed as silver reads bronze)
+  must equal what bronze's table holds (its Delta log), the copies and null-user rows are counted
+  as they flow, and silver's table must hold exactly the rows written. It catches a silver built
+  from other bronze data than the table holds, rows lost or doubled by the de-duplication, and a
+  write or commit that lost rows.
+- ``silver_user_id_not_null``: the committed files' null counts for ``user_id`` (Parquet footer
+  statistics, recorded in the Delta log) are zero.
+
+(Silver has no duplicate check of its own any more: de-duplication guarantees it by construction,
+and re-verifying it cost a full shuffle of the table; the accounting check above catches a
+de-duplication that loses or doubles rows.)
+"""
 
 
-from dagster import AssetIn, BackfillPolicy, asset
+from collections.abc import Mapping
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    BackfillPolicy,
+    MetadataValue,
+    Output,
+    asset,
+)
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
-from medallion_assets.assets.bronze import BRONZE_EVENTS, PARTITIONED_TABLE
+from medallion_assets.assets.bronze import BRONZE_EVENTS, OWNERS
+from medallion_assets.observations import Observed
 from medallion_assets.partitions import monthly_partitions
+from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY
-from medallion_assets.transforms import clean_events
+from medallion_assets.schema import MONTH_COLUMN, SILVER_EVENTS_SCHEMA, table_schema_metadata
+from medallion_assets.transforms import COPIES, conform, grouped_events
 
 SILVER_EVENTS = ["silver", "events"]
+ROWS_ACCOUNTED_FOR = "silver_rows_accounted_for"
+USER_ID_NOT_NULL = "silver_user_id_not_null"
 
 
 @asset(
@@ -18,14 +52,124 @@ SILVER_EVENTS = ["silver", "events"]
     partitions_def=monthly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="silver",
-    kinds={"spark", "delta"},
-    metadata=PARTITIONED_TABLE,
+    kinds={"spark", "deltalake"},
+    owners=OWNERS,
+    tags={"layer": "silver"},
+    code_version="2",
+    metadata={
+        "partition_expr": MONTH_COLUMN,
+        "dagster/column_schema": table_schema_metadata(SILVER_EVENTS_SCHEMA),
+    },
     pool="spark",
     retry_policy=SPARK_RETRY_POLICY,
     description=(
         "Bronze events with a user_id and without exact duplicates of the nine source columns. "
         "Same columns as bronze/events."
     ),
+    check_specs=[
+        AssetCheckSpec(
+            ROWS_ACCOUNTED_FOR,
+            asset=SILVER_EVENTS,
+            additional_deps=[BRONZE_EVENTS],
+            description=(
+                "bronze rows = silver rows + extra copies of an event removed + rows without a "
+                "user_id, with bronze's rows as its Delta table holds them and silver's as "
+                "committed."
+            ),
+            blocking=True,
+            partitions_def=monthly_partitions,
+        ),
+        AssetCheckSpec(
+            USER_ID_NOT_NULL,
+            asset=SILVER_EVENTS,
+            description="No silver event without a user_id (the committed files' null counts).",
+            blocking=True,
+            partitions_def=monthly_partitions,
+        ),
+    ],
 )
-def silver_events(bronze: DataFrame) -> DataFrame:
-    return clean_events(bronze)
+def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: Warehouse):
+    months = list(context.partition_keys)
+    read = Observed(
+        "silver_in",
+        bronze_rows=F.count(F.lit(1)),
+        null_user_rows=F.count_if(F.col("user_id").isNull()),
+    )
+    kept = Observed(
+        "silver_out",
+        silver_rows=F.count(F.lit(1)),
+        duplicates_removed=F.coalesce(F.sum(F.col(COPIES) - 1), F.lit(0)),
+    )
+    events = kept.attach(grouped_events(read.attach(bronze)))
+    yield Output(conform(events, SILVER_EVENTS_SCHEMA))
+
+    counts = {**(read.values() or {}), **(kept.values() or {})}
+    yield rows_accounted_for(
+        months,
+        counts,
+        bronze_rows=warehouse.month_row_counts(BRONZE_EVENTS, months),
+        silver_rows=warehouse.month_row_counts(SILVER_EVENTS, months),
+    )
+    yield user_id_not_null(warehouse.month_null_counts(SILVER_EVENTS, "user_id", months))
+
+
+def rows_accounted_for(
+    months: list[str],
+    observed: Mapping[str, object],
+    *,
+    bronze_rows: Mapping[str, int],
+    silver_rows: Mapping[str, int],
+) -> AssetCheckResult:
+    """The run's months together: the observation covers the whole run's rows."""
+    expected = ("bronze_rows", "null_user_rows", "silver_rows", "duplicates_removed")
+    problems = []
+    if any(observed.get(name) is None for name in expected):
+        problems.append("Spark did not report the counts of the write")
+    else:
+        read = int(observed["bronze_rows"])
+        nulls, dups = int(observed["null_user_rows"]), int(observed["duplicates_removed"])
+        out = int(observed["silver_rows"])
+        in_bronze, in_silver = sum(bronze_rows.values()), sum(silver_rows.values())
+        if read != in_bronze:
+            problems.append(f"silver read {read} rows, bronze's table holds {in_bronze}")
+        if read != out + dups + nulls:
+            problems.append(
+                f"{read} rows read != {out} kept + {dups} extra copies + {nulls} without a user"
+            )
+        if in_silver != out:
+            problems.append(f"{out} rows written, silver's table holds {in_silver}")
+    return AssetCheckResult(
+        check_name=ROWS_ACCOUNTED_FOR,
+        asset_key=SILVER_EVENTS,
+        passed=not problems,
+        description="; ".join(problems) + "." if problems else "Every bronze row is accounted for.",
+        metadata={
+            "months": ", ".join(months),
+            **{name: observed[name] for name in expected if observed.get(name) is not None},
+            "silver_table_rows": MetadataValue.json(dict(silver_rows))
+            if len(months) > 1
+            else silver_rows[months[0]],
+        },
+    )
+
+
+def user_id_not_null(nulls: Mapping[str, int | None]) -> AssetCheckResult:
+    unknown = [m for m, n in nulls.items() if n is None]
+    bad = {m: n for m, n in nulls.items() if n}
+    if unknown:
+        description = "No null counts in the Delta log for " + ", ".join(unknown) + "."
+    elif bad:
+        description = "Rows with a null user_id: " + ", ".join(f"{m}: {n}" for m, n in bad.items())
+    else:
+        description = "No null user_id."
+    return AssetCheckResult(
+        check_name=USER_ID_NOT_NULL,
+        asset_key=SILVER_EVENTS,
+        passed=not unknown and not bad,
+        description=description,
+        metadata={
+            "null_user_id_rows": sum(n or 0 for n in nulls.values())
+            if len(nulls) == 1
+            else MetadataValue.json(dict(nulls)),
+        },
+    )

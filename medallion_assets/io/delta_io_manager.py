@@ -8,9 +8,10 @@ Why our own and not `dagster-deltalake`'s `DeltaLakeIOManager`:
   "partition" write silently overwrites the whole table (dagster issue 34064);
 - a single-run backfill of several months matches only the window's first month.
 
-What is sound in it is reused: its storage configuration types (`LocalConfig`, `S3Config`, ...)
-and conventions — a table per asset at ``<root_uri>/<key prefix>/<name>``, the partition column
-named by the ``partition_expr`` metadata entry.
+What is sound in it is reused: its storage configuration types (`LocalConfig`, `S3Config`, ...,
+held by the `Warehouse` resource) and conventions — a table per asset at
+``<root_uri>/<key prefix>/<name>``, the partition column named by the ``partition_expr``
+metadata entry.
 
 How a write works (see `medallion_assets.io.delta_commit`):
 
@@ -29,17 +30,15 @@ How a write works (see `medallion_assets.io.delta_commit`):
    the same months first makes this write fail with `ConcurrentWriteError` (nothing of it
    committed) rather than mix the two (see `delta_commit.commit_files`).
 
-Reads go through the Delta snapshot: only the files of the requested months are handed to Spark,
-which reads them in parallel; ``month`` comes back as a DATE from the log's partition values.
+Reads go through the Delta snapshot (`Warehouse.read_months`): only the files of the requested
+months are handed to Spark, which reads them in parallel; ``month`` comes back as a DATE from the
+log's partition values.
 """
 
 
-import datetime as dt
-import os
 import posixpath
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -50,15 +49,9 @@ from dagster import (
     MetadataValue,
     OutputContext,
     ResourceDependency,
-    TableColumn,
-    TableSchema,
 )
-from dagster_deltalake.config import AzureConfig, GcsConfig, LocalConfig, S3Config
-from pydantic import Field
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from medallion_assets.io.delta_commit import (
     DataFile,
@@ -66,70 +59,28 @@ from medallion_assets.io.delta_commit import (
     describe_file,
     filesystem_for,
     live_files,
-    open_table,
-    table_arrow_schema,
     table_version,
 )
-from medallion_assets.partitions import months_in_window, partition_key_for
 from medallion_assets.resources.spark import SparkSessionResource
-from medallion_assets.schema import MONTH_COLUMN, column_descriptions
+from medallion_assets.resources.warehouse import (
+    MissingUpstreamData,
+    Warehouse,
+    month_value,
+    spark_path,
+)
+from medallion_assets.schema import MONTH_COLUMN, table_schema_metadata
 
-WAREHOUSE_ENV = "MEDALLION_WAREHOUSE_DIR"
-DEFAULT_WAREHOUSE_DIR = "data/warehouse"
 STAGING_DIR = "_staging"
 
-
-class MissingUpstreamData(Exception):
-    """An input asks for months its table has never been written for."""
-
-
-def spark_path(uri: str) -> str:
-    """The same location as Spark's Hadoop filesystems name it."""
-    return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
-
-
-def table_schema_metadata(schema: T.StructType) -> TableSchema:
-    descriptions = column_descriptions()
-    return TableSchema(
-        columns=[
-            TableColumn(
-                name=f.name,
-                type=f.dataType.simpleString(),
-                description=descriptions.get(f.name),
-            )
-            for f in schema.fields
-        ]
-    )
+__all__ = ["STAGING_DIR", "MissingUpstreamData", "SparkDeltaIOManager", "table_schema_metadata"]
 
 
 class SparkDeltaIOManager(ConfigurableIOManager):
     """Writes each asset's PySpark DataFrame to its own Delta table, replacing exactly the months
     of the run; loads the requested months of an upstream table as a PySpark DataFrame."""
 
-    root_uri: str | None = Field(
-        default=None,
-        description=f"Warehouse root; default ${WAREHOUSE_ENV}, else {DEFAULT_WAREHOUSE_DIR}.",
-    )
-    storage_options: AzureConfig | S3Config | LocalConfig | GcsConfig = Field(
-        default_factory=LocalConfig,
-        discriminator="provider",
-        description="delta-rs storage options for the warehouse (as in dagster-deltalake).",
-    )
+    warehouse: ResourceDependency[Warehouse]
     spark: ResourceDependency[SparkSessionResource]
-
-    # -- locations -------------------------------------------------------------------------------
-    def warehouse_uri(self) -> str:
-        raw = self.root_uri or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE_DIR
-        if "://" in raw:
-            return raw.rstrip("/")
-        return os.path.abspath(os.path.expanduser(raw))
-
-    def table_uri(self, asset_path: Sequence[str]) -> str:
-        return posixpath.join(self.warehouse_uri(), *asset_path)
-
-    def delta_storage_options(self) -> dict[str, str]:
-        options = self.storage_options.model_dump(exclude={"provider"}, exclude_none=True)
-        return {k: str(v) for k, v in options.items()}
 
     @staticmethod
     def _partition_column(context: OutputContext | InputContext) -> str | None:
@@ -138,10 +89,6 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         metadata = context.definition_metadata or {}
         return str(metadata.get("partition_expr", MONTH_COLUMN))
 
-    @staticmethod
-    def _months(context: OutputContext | InputContext) -> list[dt.date]:
-        return months_in_window(context.asset_partitions_time_window)
-
     # -- writing ---------------------------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: DataFrame | None) -> None:
         if obj is None:
@@ -149,10 +96,13 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         if not isinstance(obj, DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a PySpark DataFrame, "
                             f"got {type(obj).__name__}")
-        table_uri = self.table_uri(context.asset_key.path)
+        table_uri = self.warehouse.table_uri(context.asset_key.path)
+        storage_options = self.warehouse.delta_storage_options()
         partition_column = self._partition_column(context)
-        months = self._months(context) if partition_column else None
-        month_values = [m.isoformat() for m in months] if months else None
+        # One month, or every month of a single-run backfill (the stock IO manager takes only
+        # the first month of such a window).
+        months = list(context.asset_partition_keys) if partition_column else None
+        month_values = [month_value(m) for m in months] if months else None
 
         obj.sparkSession.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         fs, table_path = filesystem_for(table_uri)
@@ -161,7 +111,7 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         promoted: list[str] = []
         # What the table looked like before this write: a run that commits the same months in
         # the meantime makes this commit fail instead of silently racing it.
-        read_version = table_version(table_uri, self.delta_storage_options())
+        read_version = table_version(table_uri, storage_options)
         try:
             writer = obj.write.mode("errorifexists")
             if partition_column:
@@ -174,10 +124,7 @@ class SparkDeltaIOManager(ConfigurableIOManager):
                     fs, table_path, write_id, arrow_schema, partition_column, month_values,
                     files, promoted,
                 )
-            window = (
-                f"{partition_key_for(months[0])}...{partition_key_for(months[-1])}"
-                if months else "all"
-            )
+            window = f"{months[0]}...{months[-1]}" if months else "all"
             version = commit_files(
                 table_uri,
                 arrow_schema,
@@ -189,7 +136,7 @@ class SparkDeltaIOManager(ConfigurableIOManager):
                     "dagster_asset_key": context.asset_key.to_user_string(),
                     "dagster_partitions": window,
                 },
-                storage_options=self.delta_storage_options(),
+                storage_options=storage_options,
                 name=".".join(context.asset_key.path),
                 read_version=read_version,
             )
@@ -211,21 +158,23 @@ class SparkDeltaIOManager(ConfigurableIOManager):
             key = f.partition_values.get(partition_column) if partition_column else "all"
             rows_per_month[str(key)[:7]] += f.num_records
         written = sum(f.num_records for f in files)
-        table = open_table(table_uri, self.delta_storage_options())
+        table = self.warehouse.open_table(context.asset_key.path)
         total = sum(r or 0 for _, _, r in live_files(table)) if table is not None else written
         metadata = {
             "dagster/row_count": total,
             "dagster/partition_row_count": written,
             "dagster/column_schema": table_schema_metadata(obj.schema),
             "dagster/table_name": ".".join(context.asset_key.path),
-            "delta/version": version,
             "delta/table_uri": MetadataValue.path(table_uri),
-            "delta/files_written": len(files),
+            # Identifiers and counts of files are not measurements: text, so the UI does not
+            # plot them.
+            "delta/version": MetadataValue.text(str(version)),
+            "delta/files_written": MetadataValue.text(str(len(files))),
             "delta/bytes_written": sum(f.size for f in files),
         }
         if months:
             metadata["rows_per_month"] = MetadataValue.json(
-                {partition_key_for(m): rows_per_month.get(partition_key_for(m), 0) for m in months}
+                {m: rows_per_month.get(m, 0) for m in months}
             )
         context.add_output_metadata(metadata)
 
@@ -304,59 +253,8 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         return marked
 
     # -- reading ---------------------------------------------------------------------------------
-    def month_row_counts(self, asset_path: Sequence[str], months: Sequence[str]) -> dict[str, int]:
-        """Rows per month key (``YYYY-MM``) of an asset's table, from the Delta log's numRecords
-        (taken from each file's Parquet footer at commit): no data file is read. A month without
-        files, or a table that does not exist yet, counts 0."""
-        counts = dict.fromkeys(months, 0)
-        table = open_table(self.table_uri(asset_path), self.delta_storage_options())
-        if table is None:
-            return counts
-        wanted = {f"{m}-01": m for m in months}
-        for _, part, records in live_files(table, MONTH_COLUMN, wanted):
-            counts[wanted[part]] += records or 0
-        return counts
-
     def load_input(self, context: InputContext) -> DataFrame:
-        spark = self.spark.spark_session
-        asset_key = context.asset_key
-        table_uri = self.table_uri(asset_key.path)
-        table = open_table(table_uri, self.delta_storage_options())
-        if table is None:
-            raise MissingUpstreamData(
-                f"{asset_key.to_user_string()} has no Delta table at {table_uri}: materialize it first."
-            )
-        full_schema = from_arrow_schema(table_arrow_schema(table), prefer_timestamp_ntz=False)
-        partition_columns = list(table.metadata().partition_columns)
-        partition_column = partition_columns[0] if partition_columns else None
-        file_schema = T.StructType(
-            [f for f in full_schema.fields if f.name not in partition_columns]
+        months = list(context.asset_partition_keys) if context.has_asset_partitions else None
+        return self.warehouse.read_months(
+            self.spark.spark_session, context.asset_key.path, months
         )
-        wanted = None
-        if partition_column and context.has_asset_partitions:
-            wanted = [m.isoformat() for m in self._months(context)]
-        files = live_files(table, partition_column, wanted)
-        if wanted is not None:
-            missing = sorted(set(wanted) - {part for _, part, _ in files})
-            if missing:
-                raise MissingUpstreamData(
-                    f"{asset_key.to_user_string()} has no data for "
-                    f"{', '.join(m[:7] for m in missing)} (table {table_uri}, version "
-                    f"{table.version()}): materialize those months first."
-                )
-        if not files:
-            return spark.createDataFrame([], full_schema)
-        by_partition: dict[str | None, list[str]] = defaultdict(list)
-        for path, part, _ in files:
-            by_partition[part].append(spark_path(posixpath.join(table_uri, path)))
-        frames = []
-        for part, paths in sorted(by_partition.items(), key=lambda kv: str(kv[0])):
-            frame = spark.read.schema(file_schema).parquet(*paths)
-            if partition_column:
-                value = dt.date.fromisoformat(part) if part is not None else None
-                frame = frame.withColumn(partition_column, F.lit(value).cast(T.DateType()))
-            frames.append(frame.select(*full_schema.names))
-        result = frames[0]
-        for frame in frames[1:]:
-            result = result.unionByName(frame)
-        return result

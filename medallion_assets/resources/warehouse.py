@@ -1,0 +1,188 @@
+"""The warehouse: where the Delta tables live, and what can be known of them without Spark.
+
+One resource owns the warehouse's location and storage options, so the IO manager, the checks,
+the maintenance job and the report all resolve the same root the same way. Its storage options
+are dagster-deltalake's configuration types (`LocalConfig`, `S3Config`, `AzureConfig`,
+`GcsConfig`), reused as they are.
+
+Per-month facts come from the Delta log alone: each file's add action carries its partition value
+and, written at commit from the Parquet footer, its row count and per-column null counts. Counting
+a month's rows or nulls therefore reads a few kilobytes of JSON, never a data file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import posixpath
+from collections import defaultdict
+from collections.abc import Sequence
+
+import pyarrow as pa
+from dagster import ConfigurableResource
+from dagster_deltalake.config import AzureConfig, GcsConfig, LocalConfig, S3Config
+from deltalake import DeltaTable
+from pydantic import Field
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from medallion_assets.io.delta_commit import live_files, open_table, table_arrow_schema
+from medallion_assets.schema import MONTH_COLUMN
+
+WAREHOUSE_ENV = "MEDALLION_WAREHOUSE_DIR"
+DEFAULT_WAREHOUSE_DIR = "data/warehouse"
+
+
+class MissingUpstreamData(Exception):
+    """A read asks for months its table has never been written for."""
+
+
+def spark_path(uri: str) -> str:
+    """The same location as Spark's Hadoop filesystems name it."""
+    return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
+
+
+def warehouse_uri(configured: str | None = None) -> str:
+    """The warehouse root: ``configured``, else ``$MEDALLION_WAREHOUSE_DIR``, else
+    ``data/warehouse`` under the working directory; a local path is made absolute."""
+    raw = configured or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE_DIR
+    if "://" in raw:
+        return raw.rstrip("/")
+    return os.path.abspath(os.path.expanduser(raw))
+
+
+def month_value(key: str) -> str:
+    """The ``month`` partition value (``YYYY-MM-01``) of a partition key (``YYYY-MM``)."""
+    return f"{key}-01"
+
+
+class Warehouse(ConfigurableResource):
+    """The Delta tables' root and storage options; per-month reads and counts of a table."""
+
+    root_uri: str | None = Field(
+        default=None,
+        description=f"Warehouse root; default ${WAREHOUSE_ENV}, else {DEFAULT_WAREHOUSE_DIR}.",
+    )
+    storage_options: AzureConfig | S3Config | LocalConfig | GcsConfig = Field(
+        default_factory=LocalConfig,
+        discriminator="provider",
+        description="delta-rs storage options for the warehouse (as in dagster-deltalake).",
+    )
+
+    # -- locations -------------------------------------------------------------------------------
+    def uri(self) -> str:
+        return warehouse_uri(self.root_uri)
+
+    def table_uri(self, asset_path: Sequence[str]) -> str:
+        return posixpath.join(self.uri(), *asset_path)
+
+    def delta_storage_options(self) -> dict[str, str]:
+        options = self.storage_options.model_dump(exclude={"provider"}, exclude_none=True)
+        return {k: str(v) for k, v in options.items()}
+
+    def open_table(self, asset_path: Sequence[str]) -> DeltaTable | None:
+        """The table's current snapshot, or None when it has never been written."""
+        return open_table(self.table_uri(asset_path), self.delta_storage_options())
+
+    # -- facts from the log ----------------------------------------------------------------------
+    def month_row_counts(self, asset_path: Sequence[str], months: Sequence[str]) -> dict[str, int]:
+        """Rows per month key (``YYYY-MM``), from each file's numRecords in the log. A month
+        without files, or a table that does not exist yet, counts 0."""
+        counts = dict.fromkeys(months, 0)
+        table = self.open_table(asset_path)
+        if table is None:
+            return counts
+        wanted = {month_value(m): m for m in months}
+        for _, part, records in live_files(table, MONTH_COLUMN, wanted):
+            counts[wanted[part]] += records or 0
+        return counts
+
+    def month_null_counts(
+        self, asset_path: Sequence[str], column: str, months: Sequence[str]
+    ) -> dict[str, int | None]:
+        """Nulls of ``column`` per month key, summed from the files' nullCount statistics in the
+        log; None for a month with a file whose statistics do not say."""
+        counts: dict[str, int | None] = dict.fromkeys(months, 0)
+        table = self.open_table(asset_path)
+        if table is None:
+            return counts
+        wanted = {month_value(m): m for m in months}
+        actions = pa.table(table.get_add_actions(flatten=True))
+        stat = f"null_count.{column}"
+        parts = actions.column(f"partition.{MONTH_COLUMN}").to_pylist()
+        nulls = (
+            actions.column(stat).to_pylist() if stat in actions.column_names else [None] * len(parts)
+        )
+        for part, count in zip(parts, nulls, strict=True):
+            part = part.isoformat() if isinstance(part, dt.date) else part
+            if part not in wanted:
+                continue
+            key = wanted[part]
+            if count is None or counts[key] is None:
+                counts[key] = None
+            else:
+                counts[key] += count
+        return counts
+
+    # -- reading with Spark ----------------------------------------------------------------------
+    def read_months(
+        self,
+        session: SparkSession,
+        asset_path: Sequence[str],
+        months: Sequence[str] | None,
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> DataFrame:
+        """The given months (keys ``YYYY-MM``; None: the whole table) of an asset's table.
+
+        Only the snapshot's files of those partitions are handed to Spark, which reads them in
+        parallel; ``month`` comes back as a DATE from the log's partition values. Every month
+        asked for must have been written (a month written without rows has a zero-row file), so
+        reading a month that was never built fails with `MissingUpstreamData` instead of
+        silently giving nothing.
+        """
+        table_uri = self.table_uri(asset_path)
+        name = "/".join(asset_path)
+        table = self.open_table(asset_path)
+        if table is None:
+            raise MissingUpstreamData(
+                f"{name} has no Delta table at {table_uri}: materialize it first."
+            )
+        full_schema = from_arrow_schema(table_arrow_schema(table), prefer_timestamp_ntz=False)
+        partition_columns = list(table.metadata().partition_columns)
+        partition_column = partition_columns[0] if partition_columns else None
+        wanted = [month_value(m) for m in months] if months is not None else None
+        if partition_column is None:
+            wanted = None
+        files = live_files(table, partition_column, wanted)
+        if wanted is not None:
+            missing = sorted(set(wanted) - {part for _, part, _ in files})
+            if missing:
+                raise MissingUpstreamData(
+                    f"{name} has no data for {', '.join(m[:7] for m in missing)} (table "
+                    f"{table_uri}, version {table.version()}): materialize those months first."
+                )
+        names = list(columns) if columns is not None else full_schema.names
+        if partition_column and partition_column in names:
+            names.remove(partition_column)
+            names.append(partition_column)
+        file_schema = T.StructType(
+            [f for f in full_schema.fields if f.name not in partition_columns and f.name in names]
+        )
+        output = T.StructType([full_schema[n] for n in names])
+        if not files:
+            return session.createDataFrame([], output)
+        by_partition: dict[str | None, list[str]] = defaultdict(list)
+        for path, part, _ in files:
+            by_partition[part].append(spark_path(posixpath.join(table_uri, path)))
+        result = None
+        for part, paths in sorted(by_partition.items(), key=lambda kv: str(kv[0])):
+            frame = session.read.schema(file_schema).parquet(*paths)
+            if partition_column and partition_column in names:
+                value = dt.date.fromisoformat(part) if part is not None else None
+                frame = frame.withColumn(partition_column, F.lit(value).cast(T.DateType()))
+            frame = frame.select(*names)
+            result = frame if result is None else result.unionByName(frame)
+        return result
