@@ -1,17 +1,28 @@
 """A run killed with SIGKILL in the middle of writing: every table stays readable at its previous
-version, the next run succeeds, and maintenance removes what the dead run left behind."""
+version, the next run succeeds, and maintenance removes what the dead run left behind.
+
+Three moments of a write are killed: while Spark writes the Parquet files into staging, after the
+files were moved into the month directories but before the commit that names them, and between
+two tables' commits (bronze committed, silver not).
+"""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
 from dagster import DagsterInstance
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+# Dagster's own run tags; it exports no public names for them.
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from deltalake import DeltaTable
 
 from medallion_assets.definitions import defs
@@ -54,16 +65,22 @@ def kill_while_writing(command: list[str], env: dict, cwd: Path, stagings: list[
     """Start ``command`` in its own process group and SIGKILL the whole group (Python and its
     Spark JVM) as soon as a Parquet file is being written under one of ``stagings``, i.e. during
     the run's first table write; return when that was."""
+    return kill_when(command, env, cwd, lambda: bool(staged_parquet(stagings)))
+
+
+def kill_when(command: list[str], env: dict, cwd: Path, moment: Callable[[], bool]) -> float:
+    """Start ``command`` in its own process group and SIGKILL the whole group (Python and its
+    Spark JVM) as soon as ``moment()`` is true; return how long after the start that was."""
     started = time.monotonic()
     proc = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        while not staged_parquet(stagings):
+        while not moment():
             if proc.poll() is not None:
-                pytest.fail(f"the run ended before writing (rc={proc.returncode}):\n"
-                            f"{proc.stderr.read()[-4000:]}")
+                pytest.fail(f"the run ended before the moment to kill it (rc={proc.returncode}):"
+                            f"\n{proc.stderr.read()[-4000:]}")
             if time.monotonic() - started > 900:
-                pytest.fail("the run never started writing")
+                pytest.fail("the run never reached the moment to kill it")
             time.sleep(0.01)
         killed_at = time.monotonic() - started
         os.killpg(proc.pid, signal.SIGKILL)
@@ -150,3 +167,103 @@ def test_a_run_killed_while_writing_leaves_every_table_at_its_previous_version(
         assert {str(p.relative_to(table)) for p in table.rglob("*.parquet")} == live, name
         assert not (table / "_staging").exists() or not any((table / "_staging").iterdir()), name
         assert snapshot(table)[1].equals(after[name][1]), name
+
+
+# The project's job for October and November in one run, in its own process, with one change:
+# the IO manager's commit of the table named on the command line ("first": whichever commits
+# first) waits instead of committing, so the test can SIGKILL the run at exactly that moment —
+# after the table's files were moved into its month directories, before any commit names them.
+RUN_STOPPED_BEFORE_A_COMMIT = r"""
+import sys, time
+from pathlib import Path
+from dagster import DagsterInstance
+import medallion_assets.io.delta_io_manager as io_manager
+from medallion_assets.definitions import defs
+
+stop_before, marker = sys.argv[1:3]
+commit = io_manager.commit_files
+
+def commit_unless_stopped(table_uri, *args, **kwargs):
+    if stop_before == "first" or Path(table_uri).as_posix().endswith("/" + stop_before):
+        Path(marker).write_text(str(table_uri))
+        time.sleep(3600)  # the test kills the process here
+    return commit(table_uri, *args, **kwargs)
+
+io_manager.commit_files = commit_unless_stopped
+defs.resolve_job_def("medallion_monthly").execute_in_process(
+    instance=DagsterInstance.ephemeral(),
+    tags={"dagster/asset_partition_range_start": "2019-10",
+          "dagster/asset_partition_range_end": "2019-11"},
+)
+"""
+
+
+def uncommitted_month_files(table: Path) -> set[str]:
+    """Parquet files in the table's month directories that no live add action of the log names."""
+    live = set(DeltaTable(str(table)).get_add_actions(flatten=True).column("path").to_pylist())
+    on_disk = {str(p.relative_to(table)) for p in table.glob("month=*/*.parquet")}
+    return on_disk - live
+
+
+def month_rows(table: Path, month: int) -> int:
+    return pl.read_delta(str(table)).filter(pl.col("month").dt.month() == month).height
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "stop_before, committed",
+    [
+        ("first", set()),
+        ("silver/events", {"bronze/events", "bronze/events_rejected"}),
+    ],
+    ids=["files-moved-not-committed", "between-bronze-and-silver-commits"],
+)
+def test_a_run_killed_before_a_commit_leaves_each_table_readable_and_the_next_run_succeeds(
+    landing_dir, warehouse_dir, tmp_path, spark, stop_before, committed
+):
+    generate_month("2019-10", 2_000, landing_dir, seed=1)
+    assert run_months("2019-10", "2019-10").success
+    before = {name: snapshot(warehouse_dir / name) for name in TABLES}
+
+    # A new export of October and a first November, five malformed lines at the top of each.
+    for month in ("2019-10", "2019-11"):
+        path = generate_month(month, 3_000, landing_dir, seed=2)
+        header, rest = path.read_bytes().split(b"\n", 1)
+        path.write_bytes(header + b"\n" + b"not,a,valid,line\n" * 5 + rest)
+    program = tmp_path / "stopped_run.py"
+    program.write_text(RUN_STOPPED_BEFORE_A_COMMIT)
+    marker = tmp_path / "stopped-before-commit"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(DAGSTER_HOME=str(tmp_path), MEDALLION_SPARK_MASTER="local[1]")
+    kill_when([sys.executable, str(program), stop_before, str(marker)], env, tmp_path,
+              marker.exists)
+
+    stopped = Path(marker.read_text()).relative_to(warehouse_dir).as_posix()
+    assert stopped not in committed
+    if stop_before != "first":
+        assert stopped == stop_before
+    # The killed write's files had reached the month directories; no commit names them.
+    assert uncommitted_month_files(warehouse_dir / stopped)
+    for name in TABLES:
+        version, rows = snapshot(warehouse_dir / name)  # readable: polars and delta-rs
+        if name in committed:  # committed before the kill: the new months, whole
+            assert version == before[name][0] + 1, name
+            lines = 3_000 if name == "bronze/events" else 5
+            assert month_rows(warehouse_dir / name, 10) == month_rows(
+                warehouse_dir / name, 11) == lines, name
+        else:  # the previous version, rows unchanged, nothing of November
+            assert version == before[name][0], name
+            assert rows.equals(before[name][1]), name
+            assert rows.filter(pl.col("month").dt.month() == 11).height == 0, name
+
+    # The next run of the same months succeeds and brings every table in line.
+    result = run_months("2019-10", "2019-11")
+    assert result.success
+    for name in TABLES:
+        version, rows = snapshot(warehouse_dir / name)
+        assert version == before[name][0] + 1 + (name in committed), name
+        assert set(rows["month"].dt.month()) == {10, 11}, name
+    for month in (10, 11):
+        assert month_rows(warehouse_dir / "bronze/events", month) == 3_000
+        assert month_rows(warehouse_dir / "bronze/events_rejected", month) == 5
+        assert 0 < month_rows(warehouse_dir / "silver/events", month) <= 3_000
