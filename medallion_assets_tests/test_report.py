@@ -1,0 +1,98 @@
+"""`medallion-top-brands` on a real warehouse: the project's job builds gold from hand-made months,
+then the installed command prints each month's brands by purchase revenue, read without Spark.
+
+The expected ranking is worked out here from the source lines themselves (purchases only, exact
+decimal sums, the events without a brand as their own row), not from gold.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from medallion_assets_tests.source_lines import good_lines, run_job, write_source
+
+COMMAND = Path(sys.executable).parent / "medallion-top-brands"
+MONTHS = {"2019-10": good_lines(240, "2019-10"), "2019-11": good_lines(160, "2019-11", start=500)}
+
+
+def expected_ranking(lines: list[str]) -> list[tuple[str, str]]:
+    """(brand, revenue) by revenue, highest first; the brandless row prints as ``null``."""
+    revenue: dict[str, Decimal] = defaultdict(Decimal)
+    for row in csv.reader(lines):
+        if row[1] == "purchase":
+            revenue[row[5] or "null"] += Decimal(row[6])
+    ranked = sorted(revenue.items(), key=lambda item: (-item[1], item[0]))
+    return [(brand, f"{total:.2f}") for brand, total in ranked]
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory, spark) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    landing, warehouse = root / "landing", root / "warehouse"
+    landing.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDALLION_LANDING_DIR", str(landing))
+        patch.setenv("MEDALLION_WAREHOUSE_DIR", str(warehouse))
+        for month, lines in MONTHS.items():
+            write_source(landing, f"{month}.csv", lines)
+            assert run_job(month).success
+    return warehouse
+
+
+def top_brands(*args: str, warehouse_env: Path | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MEDALLION_"))}
+    if warehouse_env is not None:
+        env["MEDALLION_WAREHOUSE_DIR"] = str(warehouse_env)
+    return subprocess.run(
+        [str(COMMAND), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def printed_rows(output: str) -> list[tuple[str, str, str, int]]:
+    """(month, brand, total_revenue, purchases) of every row of the printed table."""
+    rows = []
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("┆")]
+        if len(cells) == 4 and cells[0][:4].isdigit():
+            rows.append((cells[0], cells[1], cells[2], int(cells[3])))
+    return rows
+
+
+def test_prints_each_months_brands_by_revenue(warehouse):
+    completed = top_brands(warehouse_env=warehouse)
+
+    assert completed.returncode == 0, completed.stderr
+    assert f"{warehouse / 'gold' / 'revenue_by_brand'}" in completed.stdout
+    rows = printed_rows(completed.stdout)
+    for month, lines in MONTHS.items():
+        shown = [(brand, revenue) for m, brand, revenue, _ in rows if m == month]
+        assert shown == expected_ranking(lines), month
+    assert [m for m, *_ in rows] == sorted(m for m, *_ in rows)  # October first
+    assert sum(purchases for *_, purchases in rows) == sum(
+        line.split(",")[1] == "purchase" for lines in MONTHS.values() for line in lines
+    )
+
+
+def test_limit_month_and_warehouse_arguments(warehouse):
+    completed = top_brands("--warehouse", str(warehouse), "--month", "2019-11", "-n", "2",
+                           warehouse_env=None)
+
+    assert completed.returncode == 0, completed.stderr
+    rows = printed_rows(completed.stdout)
+    assert [(m, b, r) for m, b, r, _ in rows] == [
+        ("2019-11", brand, revenue) for brand, revenue in expected_ranking(MONTHS["2019-11"])[:2]
+    ]
+
+
+def test_without_a_gold_table_it_says_to_materialize_first(tmp_path):
+    completed = top_brands(warehouse_env=tmp_path / "empty")
+
+    assert completed.returncode == 1
+    assert "No gold table" in completed.stderr and "make run" in completed.stderr
+    assert completed.stdout == ""
