@@ -1,13 +1,25 @@
-"""`make bench`: one month through four implementations, side by side.
+"""`make bench` / `make bench-scale`: one month through our pipeline and three references, side by
+side, in rounds.
 
-    python benchmarks/bench.py [--rows 5000000] [--small-rows 1000] [--work benchmarks/work]
+    python benchmarks/bench.py [--rows 5000000] [--rounds 3] [--small-rows 1000] [--work DIR]
 
-(a) our Dagster pipeline for the month, end to end through the dagster CLI (JVM start included);
-(b) the same Spark transformations as a plain script (benchmarks/plain_spark.py);
-(c) the old notebook's approach in plain PySpark (benchmarks/notebook_baseline.py);
-(d) DuckDB doing the same three layers (benchmarks/duckdb_baseline.py);
-plus (e) the pipeline on a tiny month, the fixed cost a user pays for any run.
-Prints times, ratios and peak memory, and appends them with machine details to RESULTS.md.
+Each round runs, one after the other on the same file:
+
+- ``pipeline``: our Dagster pipeline for the month, end to end through the dagster CLI (process
+  start, JVM start, bronze with its quarantine of bad lines, silver, both gold tables, every check,
+  the Delta commits);
+- ``floor``: benchmarks/floor.py, the least a Spark script can do for the three layers (typed CSV
+  read, Parquet, drop duplicates, revenue by brand; no validation, no checks, no Delta);
+- ``notebook``: benchmarks/notebook_baseline.py, the approach of the notebook this replaces
+  (inferSchema, a table per month, revenue over all events);
+- ``duckdb``: benchmarks/duckdb_baseline.py, the same three layers in DuckDB with the same row
+  rules, as a reference from outside Spark;
+
+and, with --small-rows, the pipeline and the notebook on a tiny month (their fixed cost).
+
+Every figure printed is the median over the rounds, with its spread (min-max); the ratios are
+those of the medians of runs made in the same benchmark run, never of figures from another day.
+The pipeline's per-step times are read from its own log. Results are appended to RESULTS.md.
 """
 
 import argparse
@@ -15,7 +27,9 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +44,15 @@ from measure import Measurement, run_measured  # noqa: E402
 
 MONTH = "2019-10"
 BIN = Path(sys.executable).parent
+_STEP_RE = re.compile(r'Finished execution of step "([^"]+)" in ([0-9.]+)(ms|s)')
+LABELS = {
+    "pipeline": "our pipeline (dagster CLI, checks and Delta commits included)",
+    "floor": "floor: plain Spark script, typed read, no validation or checks",
+    "notebook": "the notebook's approach (inferSchema, dropDuplicates)",
+    "duckdb": "DuckDB, same three layers and row rules",
+    "pipeline_small": "our pipeline, small month",
+    "notebook_small": "the notebook's approach, small month",
+}
 
 
 def machine() -> str:
@@ -42,109 +65,162 @@ def machine() -> str:
     except OSError:
         pass
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
-    import deltalake, duckdb, pyspark, dagster  # noqa: E401
-    return (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, {java}, "
-            f"pyspark {pyspark.__version__}, dagster {dagster.__version__}, deltalake {deltalake.__version__}, "
-            f"duckdb {duckdb.__version__}")
+    import dagster
+    import deltalake
+    import duckdb
+    import pyspark
+
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+        f"Python {platform.python_version()}, {java}, pyspark {pyspark.__version__}, "
+        f"dagster {dagster.__version__}, deltalake {deltalake.__version__}, "
+        f"duckdb {duckdb.__version__}"
+    )
 
 
-def pipeline(name: str, landing: Path, work: Path) -> Measurement:
-    warehouse = work / f"{name}_warehouse"
-    home = work / f"{name}_dagster_home"
+def step_seconds(log_path: Path) -> dict[str, float]:
+    """Each step's duration as Dagster logged it."""
+    steps = {}
+    for name, value, unit in _STEP_RE.findall(log_path.read_text(errors="replace")):
+        steps[name] = float(value) / (1000 if unit == "ms" else 1)
+    return steps
+
+
+def pipeline(name: str, landing: Path, work: Path) -> tuple[Measurement, dict[str, float]]:
+    warehouse, home = work / f"{name}_warehouse", work / f"{name}_dagster_home"
     shutil.rmtree(warehouse, ignore_errors=True)
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    env = dict(os.environ, MEDALLION_LANDING_DIR=str(landing), MEDALLION_WAREHOUSE_DIR=str(warehouse),
-               DAGSTER_HOME=str(home))
-    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "medallion_assets.definitions",
-               "--select", "*", "--partition", MONTH]
-    result = run_measured(name, command, env=env, log_path=str(work / f"{name}.log"))
+    env = dict(
+        os.environ,
+        MEDALLION_LANDING_DIR=str(landing),
+        MEDALLION_WAREHOUSE_DIR=str(warehouse),
+        DAGSTER_HOME=str(home),
+    )
+    env.pop("MEDALLION_SPARK_REMOTE", None)  # a classic session per run, as for the CLI
+    log = work / f"{name}.log"
+    command = [
+        str(BIN / "dagster"), "asset", "materialize", "-m", "medallion_assets.definitions",
+        "--select", "*", "--partition", MONTH,
+    ]
+    result = run_measured(name, command, env=env, log_path=str(log))
     shutil.rmtree(home, ignore_errors=True)
-    return result
+    shutil.rmtree(warehouse, ignore_errors=True)
+    return result, step_seconds(log)
 
 
 def script(name: str, file: str, csv: Path, work: Path) -> Measurement:
     out = work / f"{name}_out"
     shutil.rmtree(out, ignore_errors=True)
-    return run_measured(name, [sys.executable, str(HERE / file), str(csv), str(out)],
-                        log_path=str(work / f"{name}.log"))
+    result = run_measured(
+        name, [sys.executable, str(HERE / file), str(csv), str(out)],
+        log_path=str(work / f"{name}.log"),
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def ensure_month(directory: Path, rows: int) -> Path:
+    marker = directory / "rows.json"
+    if not marker.exists() or json.loads(marker.read_text()) != rows:
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        generate_month(MONTH, rows, directory, seed=1)
+        marker.write_text(json.dumps(rows))
+    return directory / "2019-Oct.csv"
+
+
+def median_spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--small-rows", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--small-rows", type=int, default=1_000, help="0: no small month")
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
 
     work = args.work.resolve()
-    landing, small_landing = work / "landing", work / "landing_small"
-    for directory, rows in ((landing, args.rows), (small_landing, args.small_rows)):
-        marker = directory / "rows.json"
-        if not marker.exists() or json.loads(marker.read_text()) != rows:
-            shutil.rmtree(directory, ignore_errors=True)
-            directory.mkdir(parents=True)
-            generate_month(MONTH, rows, directory, seed=1)
-            marker.write_text(json.dumps(rows))
-    csv = landing / "2019-Oct.csv"
+    csv = ensure_month(work / f"landing_{args.rows}", args.rows)
     size_mb = csv.stat().st_size / 2**20
-    print(f"Month {MONTH}: {args.rows:,} rows, {size_mb:,.0f} MiB at {csv}", flush=True)
+    small = ensure_month(work / f"landing_{args.small_rows}", args.small_rows) if args.small_rows else None
+    print(f"Month {MONTH}: {args.rows:,} rows, {size_mb:,.0f} MiB; {args.rounds} rounds", flush=True)
 
-    results = {}
-    for name, run in [
-        ("pipeline", lambda: pipeline("pipeline", landing, work)),
-        ("plain_spark", lambda: script("plain_spark", "plain_spark.py", csv, work)),
-        ("notebook", lambda: script("notebook", "notebook_baseline.py", csv, work)),
-        ("duckdb", lambda: script("duckdb", "duckdb_baseline.py", csv, work)),
-        ("pipeline_small", lambda: pipeline("pipeline_small", small_landing, work)),
-    ]:
-        m = run()
-        results[name] = m
-        status = "ok" if m.returncode == 0 else f"FAILED (exit {m.returncode}, see {work / (name + '.log')})"
-        print(f"  {name:15s} {m.seconds:8.1f} s   python peak {m.peak_python_mb:7.0f} MiB   "
-              f"JVM peak {m.peak_jvm_mb:7.0f} MiB   {status}", flush=True)
-    if any(m.returncode for m in results.values()):
-        return 1
+    runs: dict[str, list[Measurement]] = {}
+    steps: dict[str, list[float]] = {}
+    for round_number in range(1, args.rounds + 1):
+        plan = [
+            ("pipeline", lambda: pipeline("pipeline", csv.parent, work)),
+            ("floor", lambda: script("floor", "floor.py", csv, work)),
+            ("notebook", lambda: script("notebook", "notebook_baseline.py", csv, work)),
+            ("duckdb", lambda: script("duckdb", "duckdb_baseline.py", csv, work)),
+        ]
+        if small is not None:
+            plan += [
+                ("pipeline_small", lambda: pipeline("pipeline_small", small.parent, work)),
+                ("notebook_small", lambda: script("notebook_small", "notebook_baseline.py", small, work)),
+            ]
+        for name, run in plan:
+            outcome = run()
+            measurement, step_times = outcome if isinstance(outcome, tuple) else (outcome, {})
+            if measurement.returncode:
+                print(f"{name} FAILED (exit {measurement.returncode}); see {work / name}.log")
+                return 1
+            runs.setdefault(name, []).append(measurement)
+            if name == "pipeline":
+                for step, seconds in step_times.items():
+                    steps.setdefault(step, []).append(seconds)
+            print(
+                f"  round {round_number} {name:15s} {measurement.seconds:7.1f} s   python peak "
+                f"{measurement.peak_python_mb:6.0f} MiB   JVM peak {measurement.peak_jvm_mb:6.0f} MiB",
+                flush=True,
+            )
 
-    p, s, n, d = (results[k].seconds for k in ("pipeline", "plain_spark", "notebook", "duckdb"))
+    seconds = {name: statistics.median(m.seconds for m in ms) for name, ms in runs.items()}
     ratios = {
-        "pipeline / plain Spark (target <= 1.15)": p / s,
-        "notebook / pipeline (target >= 1.5)": n / p,
-        "pipeline / DuckDB (target <= 4)": p / d,
+        "ours / floor (target <= 1.15)": seconds["pipeline"] / seconds["floor"],
+        "notebook / ours (target >= 1.0)": seconds["notebook"] / seconds["pipeline"],
+        "ours / DuckDB": seconds["pipeline"] / seconds["duckdb"],
     }
-    for label, value in ratios.items():
-        print(f"  {label}: {value:.2f}")
-    print(f"  {args.small_rows:,}-row month end to end (target <= 15 s): {results['pipeline_small'].seconds:.1f} s")
-
     block = [
-        f"\n### One month, {dt.date.today().isoformat()} — {args.rows:,} rows ({size_mb:,.0f} MiB CSV)\n",
+        f"\n### {args.rows:,} rows ({size_mb:,.0f} MiB CSV), {args.rounds} rounds, "
+        f"{dt.date.today().isoformat()}\n",
         f"Machine: {machine()}\n",
-        "| run | seconds | peak Python MiB | peak JVM MiB |",
+        "| run | seconds, median (min-max) | peak Python MiB | peak JVM MiB |",
         "|---|---|---|---|",
     ]
-    labels = {"pipeline": "(a) Dagster pipeline (dagster CLI)", "plain_spark": "(b) plain Spark script",
-              "notebook": "(c) notebook approach", "duckdb": "(d) DuckDB",
-              "pipeline_small": f"(e) pipeline, {args.small_rows:,}-row month"}
-    for key, label in labels.items():
-        m = results[key]
-        block.append(f"| {label} | {m.seconds:.1f} | {m.peak_python_mb:.0f} | {m.peak_jvm_mb:.0f} |")
-    block.append("")
-    block += [f"- {label}: **{value:.2f}**" for label, value in ratios.items()]
-    block.append(f"- {args.small_rows:,}-row month end to end (target <= 15 s): **{results['pipeline_small'].seconds:.1f} s**")
+    for name, ms in runs.items():
+        label = LABELS[name] + (f" ({args.small_rows:,} rows)" if name.endswith("_small") else "")
+        block.append(
+            f"| {label} | {median_spread([m.seconds for m in ms])} | "
+            f"{max(m.peak_python_mb for m in ms):.0f} | {max(m.peak_jvm_mb for m in ms):.0f} |"
+        )
+    block += ["", *[f"- {label}: **{value:.2f}**" for label, value in ratios.items()]]
+    if small is not None:
+        block.append(
+            f"- {args.small_rows:,}-row month through the CLI (target <= 12 s): "
+            f"**{seconds['pipeline_small']:.1f} s** (notebook's approach {seconds['notebook_small']:.1f} s)"
+        )
+    block += ["", "Pipeline steps, seconds, median (min-max):", ""]
+    block += [f"- {step}: {median_spread(values)}" for step, values in steps.items()]
+    text = "\n".join(block)
+    print(text, flush=True)
     if not args.results.exists():
         args.results.write_text(RESULTS_HEADER)
     with open(args.results, "a") as handle:
-        handle.write("\n".join(block) + "\n")
+        handle.write(text + "\n")
     print(f"Appended to {args.results}")
     return 0
 
 
 RESULTS_HEADER = """# Benchmark results
 
-Appended by `make bench` (benchmarks/bench.py) and `make bench-scale` (benchmarks/scale.py). Times
-are wall seconds, JVM start included; memory is the peak RSS of the Python driver and of the JVM.
+Appended by `make bench` and `make bench-scale` (benchmarks/bench.py). Times are wall seconds of
+whole processes (process and JVM start included), the median of the rounds with their spread;
+memory is the peak RSS of the Python driver and of the JVM over the rounds.
 """
 
 

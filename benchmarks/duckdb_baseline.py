@@ -1,7 +1,9 @@
-"""The same three layers in DuckDB: the single-machine speed reference.
+"""The same three layers in DuckDB: the single-machine speed reference from outside Spark.
 
-Explicit column types (as our bronze), null-user and duplicate removal (as our silver), purchase
-revenue by brand and the daily funnel (as our gold), each layer written as Parquet.
+Explicit column types and the same row rules as our bronze (lines that do not parse kept aside
+with DuckDB's reject tables; event type, month window, required product, price >= 0 with at most
+two decimals), the rejected rows written too; null-user and duplicate removal (as our silver);
+purchase revenue by brand and the daily funnel (as our gold); each layer written as Parquet.
 
     python benchmarks/duckdb_baseline.py CSV OUT_DIR
 """
@@ -18,7 +20,7 @@ COLUMNS = {
     "category_id": "BIGINT",
     "category_code": "VARCHAR",
     "brand": "VARCHAR",
-    "price": "DECIMAL(12,2)",
+    "price": "DECIMAL(18,8)",
     "user_id": "BIGINT",
     "user_session": "VARCHAR",
 }
@@ -32,12 +34,24 @@ def main(csv_path: str, out_dir: str) -> None:
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items()) + "}"
     con.execute(
         f"""
-        CREATE TABLE bronze AS
-        SELECT * REPLACE (strptime(event_time, '%Y-%m-%d %H:%M:%S UTC')::TIMESTAMPTZ AS event_time),
-               DATE '{{month}}' AS month
-        FROM read_csv('{csv_path}', header = true, columns = {columns}, auto_detect = false)
-        """.replace("{month}", "2019-10-01")
+        CREATE TABLE typed AS
+        SELECT * REPLACE (try_strptime(event_time, '%Y-%m-%d %H:%M:%S UTC')::TIMESTAMPTZ AS event_time),
+               DATE '2019-10-01' AS month
+        FROM read_csv('{csv_path}', header = true, columns = {columns}, auto_detect = false,
+                      store_rejects = true)
+        """
     )
+    valid = """
+        event_time >= TIMESTAMPTZ '2019-10-01 00:00:00+00'
+        AND event_time < TIMESTAMPTZ '2019-11-01 00:00:00+00'
+        AND event_type IN ('view', 'cart', 'remove_from_cart', 'purchase')
+        AND product_id IS NOT NULL AND price >= 0 AND price < 1e10 AND price = round(price, 2)
+    """
+    con.execute(f"CREATE TABLE bronze AS SELECT * REPLACE (price::DECIMAL(12,2) AS price) "
+                f"FROM typed WHERE {valid}")
+    con.execute(f"CREATE TABLE rejected AS SELECT * FROM typed WHERE NOT coalesce({valid}, false)")
+    con.execute(f"COPY rejected TO '{out / 'bronze_rejected.parquet'}' (FORMAT parquet)")
+    con.execute(f"COPY (FROM reject_errors) TO '{out / 'bronze_unparsed.parquet'}' (FORMAT parquet)")
     con.execute(f"COPY bronze TO '{out / 'bronze.parquet'}' (FORMAT parquet)")
     con.execute(
         """

@@ -1,13 +1,10 @@
-"""`make bench-scale`: the pipeline at full size and over a year, on this machine.
+"""`make bench-year`: a year of months as one single-run backfill against twelve runs.
 
-    python benchmarks/scale.py [--full-rows 42448764] [--year-rows 1000000] [--skip-full] [--skip-year]
+    python benchmarks/scale.py [--year-rows 1000000]
 
-1. A full-size month (the real October has 42,448,764 rows, 5.7 GB) generated in the exact source
-   format and materialized through the dagster CLI: wall time, peak RSS of the Python driver and of
-   the driver JVM (whose heap is capped by spark.driver.memory).
-2. Twelve months of --year-rows rows each: one single-run backfill (one Spark session, one commit
-   per table) against twelve separate one-month runs.
-Results are appended to RESULTS.md.
+Twelve months of --year-rows rows each: one single-run backfill (one Spark session, one commit
+per table) against twelve separate one-month runs, through the dagster CLI. (A full-size month is
+`make bench-scale`, benchmarks/bench.py at 42,448,764 rows.) Results are appended to RESULTS.md.
 """
 
 import argparse
@@ -19,7 +16,6 @@ import sys
 from pathlib import Path
 
 from medallion_assets.partitions import monthly_partitions
-from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.sample_data import generate_month
 
 HERE = Path(__file__).resolve().parent
@@ -59,30 +55,13 @@ def materialize(name: str, landing: Path, warehouse: Path, work: Path, partition
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full-rows", type=int, default=42_448_764)
     parser.add_argument("--year-rows", type=int, default=1_000_000)
-    parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--skip-year", action="store_true")
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     work = args.work.resolve()
-    heap = SparkSessionResource(master="local[*]").effective_config().get("spark.driver.memory", "1g")
     lines = []
-
-    if not args.skip_full:
-        landing = work / "landing_full"
-        ensure_months(landing, ["2019-10"], args.full_rows)
-        size_gb = (landing / "2019-Oct.csv").stat().st_size / 1e9
-        warehouse = work / "warehouse_full"
-        shutil.rmtree(warehouse, ignore_errors=True)
-        m = materialize("full_month", landing, warehouse, work, ["--partition", "2019-10"])
-        shutil.rmtree(warehouse, ignore_errors=True)
-        text = (f"Full-size month: {args.full_rows:,} rows ({size_gb:.2f} GB CSV) end to end in {m.seconds:.0f} s; "
-                f"peak RSS Python driver {m.peak_python_mb:.0f} MiB, driver JVM {m.peak_jvm_mb:.0f} MiB "
-                f"(heap capped at spark.driver.memory={heap})")
-        print(text, flush=True)
-        lines.append(text)
 
     if not args.skip_year:
         landing = work / "landing_year"
