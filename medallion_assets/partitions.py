@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from dagster import MonthlyPartitionsDefinition, TimeWindow
+from dagster import MonthlyPartitionsDefinition
 
 PARTITION_KEY_FORMAT = "%Y-%m"
 FIRST_MONTH = "2019-10"
@@ -59,17 +59,6 @@ def month_start(partition_key: str) -> dt.date:
 
 def partition_key_for(month: dt.date) -> str:
     return month.strftime(PARTITION_KEY_FORMAT)
-
-
-def months_in_window(window: TimeWindow) -> list[dt.date]:
-    """Every month whose first day lies in ``[window.start, window.end)``."""
-    months = []
-    current = dt.date(window.start.year, window.start.month, 1)
-    end = window.end.date() if isinstance(window.end, dt.datetime) else window.end
-    while current < end:
-        months.append(current)
-        current = next_month(current)
-    return months
 
 
 def next_month(month: dt.date) -> dt.date:

@@ -1,14 +1,12 @@
 import datetime as dt
 
 import pytest
-from dagster import TimeWindow
 
 from medallion_assets.partitions import (
     InvalidPartitionKey,
     candidate_file_names,
     month_start,
     monthly_partitions,
-    months_in_window,
     partition_key_from_file_name,
 )
 
@@ -31,11 +29,6 @@ def test_months_before_the_first_partition_are_rejected():
 
 def test_month_start_is_the_first_day():
     assert month_start("2019-11") == dt.date(2019, 11, 1)
-
-
-def test_months_in_a_window_cover_a_range_and_a_year_boundary():
-    window = TimeWindow(dt.datetime(2019, 11, 1), dt.datetime(2020, 2, 1))
-    assert months_in_window(window) == [dt.date(2019, 11, 1), dt.date(2019, 12, 1), dt.date(2020, 1, 1)]
 
 
 @pytest.mark.parametrize(
