@@ -113,7 +113,7 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         # the meantime makes this commit fail instead of silently racing it.
         read_version = table_version(table_uri, storage_options)
         try:
-            writer = obj.write.mode("errorifexists")
+            writer = obj.write.mode("error")
             if partition_column:
                 writer = writer.partitionBy(partition_column)
             writer.parquet(spark_path(posixpath.join(table_uri, STAGING_DIR, write_id)))
