@@ -1,23 +1,79 @@
+import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
-from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.resources.spark import (
+    REMOTE_ENV,
+    SparkConnectUnavailable,
+    SparkSessionResource,
+)
+from medallion_assets_tests.dagster_dev import free_port
 
 
 def test_master_comes_from_the_environment_unless_configured(monkeypatch):
     monkeypatch.delenv("MEDALLION_SPARK_MASTER", raising=False)
+    monkeypatch.delenv(REMOTE_ENV, raising=False)
     assert SparkSessionResource().resolved_master() == "local[*]"
     monkeypatch.setenv("MEDALLION_SPARK_MASTER", "spark://127.0.0.1:7077")
     assert SparkSessionResource().resolved_master() == "spark://127.0.0.1:7077"
     assert SparkSessionResource(master="local[1]").resolved_master() == "local[1]"
 
 
+def test_a_connect_endpoint_comes_from_the_environment_and_wins_over_the_master(monkeypatch):
+    monkeypatch.delenv(REMOTE_ENV, raising=False)
+    assert SparkSessionResource().resolved_remote() is None
+    assert not SparkSessionResource().is_remote
+    monkeypatch.setenv(REMOTE_ENV, "sc://127.0.0.1:15002")
+    resource = SparkSessionResource(master="local[1]")
+    assert resource.resolved_remote() == "sc://127.0.0.1:15002"
+    assert resource.is_remote
+    assert SparkSessionResource(remote="sc://spark.example:443").resolved_remote() == (
+        "sc://spark.example:443"
+    )
+
+
+def test_a_connect_client_sets_only_session_settings(monkeypatch):
+    """Memory, UI and Hadoop settings belong to whoever starts the server, not to a client."""
+    monkeypatch.setenv(REMOTE_ENV, "sc://127.0.0.1:15002")
+    config = SparkSessionResource(
+        spark_config={"spark.sql.shuffle.partitions": 4}
+    ).effective_config()
+    assert config["spark.sql.session.timeZone"] == "UTC"
+    assert config["spark.sql.parquet.outputTimestampType"] == "TIMESTAMP_MICROS"
+    assert config["spark.sql.shuffle.partitions"] == "4"
+    assert all(key.startswith("spark.sql.") for key in config)
+
+
+@pytest.mark.filterwarnings("ignore:.*RETRIES_EXCEEDED:UserWarning")
+def test_an_unreachable_connect_endpoint_is_named_within_seconds():
+    """The Connect client's own reconnecting is cut to a few seconds (its default is about ten
+    minutes), and the error names the endpoint and how to start one."""
+    was_connect_mode = "SPARK_CONNECT_MODE_ENABLED" in os.environ
+    endpoint = f"sc://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    try:
+        with pytest.raises(SparkConnectUnavailable) as error:
+            SparkSessionResource(remote=endpoint).spark_session  # noqa: B018
+    finally:
+        # A Connect session switches PySpark to Connect mode; this process stays classic.
+        if not was_connect_mode:
+            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    assert time.monotonic() - started < 30
+    message = str(error.value)
+    assert message.startswith(f"The Spark Connect server at {endpoint} (${REMOTE_ENV}) does not")
+    assert "make dev" in message
+
+
 def test_local_defaults_can_be_overridden(monkeypatch):
     monkeypatch.delenv("MEDALLION_SPARK_MASTER", raising=False)
-    config = SparkSessionResource(spark_config={"spark.ui.enabled": True, "spark.sql.shuffle.partitions": 64}).effective_config()
+    monkeypatch.delenv(REMOTE_ENV, raising=False)
+    config = SparkSessionResource(
+        spark_config={"spark.ui.enabled": True, "spark.sql.shuffle.partitions": 64}
+    ).effective_config()
     assert config["spark.ui.enabled"] == "True"
     assert config["spark.sql.shuffle.partitions"] == "64"
     assert config["spark.sql.session.timeZone"] == "UTC"
@@ -58,13 +114,16 @@ def test_a_run_starts_one_session_for_all_its_steps_and_stops_it_at_the_end(tmp_
             return 2
 
         assert SparkSession.getActiveSession() is None
-        result = materialize([first, second], resources={"spark": SparkSessionResource(master="local[1]")})
+        spark = SparkSessionResource(master="local[1]")
+        result = materialize([first, second], resources={"spark": spark})
         assert result.success
         assert len(seen) == 2 and seen[0] == seen[1], seen
         assert SparkContext._active_spark_context is None, "session still running after the run"
         print("STOPPED-OK")
         """
     )
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "STOPPED-OK" in completed.stdout

@@ -1,28 +1,48 @@
-"""The Spark session of a run: job-cluster semantics on top of dagster-pyspark.
+"""The Spark session of a run: a classic local session (job cluster), or a Spark Connect client.
 
 dagster-pyspark's resources create a session and never stop it, and Dagster's default
 multiprocess executor would start one JVM per step. This resource extends
 `dagster_pyspark.PySparkResource` (so code written against it keeps working) and changes its
 lifecycle: a run owns exactly one session, created on first use (a run or a sensor evaluation that
 touches no Spark pays no JVM start, as with dagster-pyspark's `LazyPySparkResource`), shared by
-all the run's steps (the project runs Spark assets with the in-process executor), and stopped when
-the run ends — like a Databricks job cluster, never an idle interactive one.
+all the run's steps (the project runs Spark assets with the in-process executor), and ended when
+the run ends.
 
-If a session already exists in the process (a notebook, or a test suite's shared session), the
-run reuses it and leaves it running: it stops only what it started.
+Where the session runs:
+
+* ``$MEDALLION_SPARK_REMOTE`` (or ``remote``) set, e.g. ``sc://127.0.0.1:15002``: the run is a
+  Spark Connect client of an endpoint that is already up — the warm local server `make dev`
+  starts, or a cluster's Connect endpoint, the way Databricks Connect users work. No run pays a JVM
+  start. At run end the resource releases its own server-side session (temporary views, cached
+  plans, observations) and closes the channel; the server and its SparkContext keep serving the
+  next run. dagster-pyspark has no Connect support, hence this branch.
+* Otherwise a classic session on ``$MEDALLION_SPARK_MASTER`` or ``local[*]``, started for the run
+  and stopped when it ends — like a Databricks job cluster, never an idle interactive one. This is
+  what ``make run`` and the CLI use. If a classic session already exists in the process (a
+  notebook, or a test suite's shared session), the run reuses it and leaves it running: it stops
+  only what it started.
+
+A Connect endpoint that is down or unreachable fails the step with `SparkConnectUnavailable`,
+naming the endpoint, after a few seconds rather than the Connect client's ten minutes of
+reconnecting; the step's retry policy (`medallion_assets.retries`) then retries it like any other
+transient Spark failure, each attempt with a fresh client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from typing import Any
 
-from dagster import InitResourceContext
+import grpc
+from dagster import InitResourceContext, get_dagster_logger
 from dagster_pyspark import PySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
 MASTER_ENV = "MEDALLION_SPARK_MASTER"
+REMOTE_ENV = "MEDALLION_SPARK_REMOTE"
 DEFAULT_MASTER = "local[*]"
 
 # Settings every session gets, whatever the master: correctness rather than tuning.
@@ -31,6 +51,25 @@ REQUIRED_SQL_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
+
+# Session settings a Connect client sets on its own server-side session. Process-wide settings
+# (memory, UI, Hadoop output committer) belong to whoever starts the server: see
+# `medallion_assets.dev.CONNECT_SERVER_CONF` for the local one.
+CONNECT_SESSION_CONF: dict[str, str] = {
+    **REQUIRED_SQL_CONF,
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "true",
+}
+
+# How long the Connect client itself retries an unreachable endpoint before the step fails and
+# Dagster's retry policy takes over: 0.1 + 0.4 + 1.6 + 2 s of backoff. The client's default is
+# about ten minutes, during which a run would hang with no word of what is wrong.
+CONNECT_CLIENT_RETRIES = {"max_retries": 4, "initial_backoff": 100, "max_backoff": 2000}
+
+
+class SparkConnectUnavailable(RuntimeError):
+    """The Spark Connect endpoint did not answer. Transient (a server restarting, a network
+    blip), so the step's retry policy applies."""
 
 
 def local_defaults(master: str) -> dict[str, str]:
@@ -58,15 +97,79 @@ def local_defaults(master: str) -> dict[str, str]:
     return defaults
 
 
-class SparkSessionResource(PySparkResource):
-    """One Spark session per Dagster run, created lazily and stopped when the run ends.
+def connect_session(remote: str, conf: dict[str, str]) -> SparkSession:
+    """A new Spark Connect session on `remote`, with `conf` set on it (which checks it answers).
 
-    ``master`` defaults to ``$MEDALLION_SPARK_MASTER`` or ``local[*]``, read when the session is
-    created; ``spark_config`` overrides any default (e.g. ``{"spark.ui.enabled": "true"}``).
+    A new session rather than the process's active one: each run gets its own server-side
+    session, so nothing one run sets or caches is seen by the next.
+    """
+    # Import here: the Connect client needs the `pyspark[connect]` extra (grpcio, protobuf,
+    # zstandard), which a classic session does not.
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+    from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
+
+    # PySpark's own switch between its classic and Connect implementations of `functions`,
+    # `Column` and `Observation`; `SparkSession.builder.remote(...)` sets it the same way.
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    session = RemoteSparkSession.builder.remote(remote).create()
+    session.client.set_retry_policies([DefaultPolicy(**CONNECT_CLIENT_RETRIES)])
+    try:
+        for key, value in conf.items():
+            session.conf.set(key, value)
+    except Exception as error:
+        _close_quietly(session)
+        raise _explained(error, remote) from error
+    return session
+
+
+def check_answers(session: SparkSession, remote: str) -> None:
+    """One round trip to the server (a few milliseconds on a warm local server); raises
+    `SparkConnectUnavailable` naming `remote` when it does not answer."""
+    try:
+        session.version  # noqa: B018 - reading the property is the request
+    except Exception as error:
+        raise _explained(error, remote) from error
+
+
+def _explained(error: Exception, remote: str) -> Exception:
+    """`SparkConnectUnavailable` naming the endpoint when `error` says it is unreachable, else
+    `error` itself."""
+    code = getattr(error, "getGrpcStatusCode", lambda: None)()
+    text = str(error)
+    if code != grpc.StatusCode.UNAVAILABLE and "StatusCode.UNAVAILABLE" not in text:
+        return error
+    detail = next((line.strip() for line in text.splitlines() if "details" in line), text[:300])
+    return SparkConnectUnavailable(
+        f"The Spark Connect server at {remote} (${REMOTE_ENV}) does not answer ({detail}). "
+        "Is it running? `make dev` starts one on sc://127.0.0.1:15002; without the variable "
+        "runs use a local Spark session instead."
+    )
+
+
+def _close_quietly(session: SparkSession) -> None:
+    """Close the client's channel without asking the (unreachable) server to release anything."""
+    # Best effort on a connection that is already broken.
+    with contextlib.suppress(Exception):
+        session.client.close()
+
+
+class SparkSessionResource(PySparkResource):
+    """One Spark session per Dagster run, created lazily and ended when the run ends.
+
+    ``remote`` defaults to ``$MEDALLION_SPARK_REMOTE``: when set, the run is a Spark Connect
+    client of that endpoint and ``master`` is not used. ``master`` defaults to
+    ``$MEDALLION_SPARK_MASTER`` or ``local[*]``, read when the session is created;
+    ``spark_config`` overrides any default (e.g. ``{"spark.ui.enabled": "true"}``; with Connect,
+    only session settings such as ``spark.sql.*`` apply).
     """
 
     master: str | None = Field(
         default=None, description=f"Spark master URL; default ${MASTER_ENV} or {DEFAULT_MASTER}."
+    )
+    remote: str | None = Field(
+        default=None,
+        description=f"Spark Connect endpoint (sc://host:port); default ${REMOTE_ENV}. "
+        "When set, the run is a Connect client and `master` is not used.",
     )
     app_name: str = Field(default="medallion_assets", description="Spark application name.")
     spark_config: dict[str, Any] = Field(
@@ -74,16 +177,25 @@ class SparkSessionResource(PySparkResource):
     )
     _owns_session: bool = PrivateAttr(default=False)
 
+    def resolved_remote(self) -> str | None:
+        return self.remote or os.environ.get(REMOTE_ENV) or None
+
     def resolved_master(self) -> str:
         return self.master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER
 
     def effective_config(self) -> dict[str, str]:
-        master = self.resolved_master()
-        config = local_defaults(master)
+        if self.resolved_remote():
+            config = dict(CONNECT_SESSION_CONF)
+        else:
+            config = local_defaults(self.resolved_master())
         config.update({k: str(v) for k, v in self.spark_config.items()})
         return config
 
     def _init_session(self) -> None:
+        remote = self.resolved_remote()
+        if remote:
+            self._init_connect_session(remote)
+            return
         if self._spark_session is not None:
             return
         existing = SparkSession.getActiveSession()
@@ -92,16 +204,50 @@ class SparkSessionResource(PySparkResource):
             for key, value in REQUIRED_SQL_CONF.items():
                 existing.conf.set(key, value)
             self._spark_session = existing
+            get_dagster_logger().info("Spark: the session already running in this process.")
             return
         master = self.resolved_master()
         if master.startswith("local"):
             # A local session serves this machine only: bind to loopback, not the first interface.
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        started = time.monotonic()
         builder = SparkSession.builder.master(master).appName(self.app_name)
         for key, value in self.effective_config().items():
             builder = builder.config(key, value)
         self._spark_session = builder.getOrCreate()
         self._owns_session = True
+        get_dagster_logger().info(
+            f"Spark: a new session on {master} for this run, started in "
+            f"{time.monotonic() - started:.1f} s; stopped when the run ends."
+        )
+
+    def _init_connect_session(self, remote: str) -> None:
+        """The run's Connect client, checked to answer each time a step asks for it.
+
+        The check costs a round trip of a few milliseconds and buys two things: a server that
+        went away fails the step at once with a message naming it (then the step's retry policy
+        applies), and a server that was restarted since the last step, which no longer knows
+        this client's session, is met with a new session instead of a failed step.
+        """
+        current = self._spark_session
+        if current is not None and not current.is_stopped:
+            try:
+                check_answers(current, remote)
+                return
+            except SparkConnectUnavailable:
+                _close_quietly(current)
+                self._spark_session = None
+                raise
+            except Exception:
+                # The server was restarted and no longer knows this session: start a new one.
+                _close_quietly(current)
+        started = time.monotonic()
+        self._spark_session = connect_session(remote, self.effective_config())
+        self._owns_session = True
+        get_dagster_logger().info(
+            f"Spark: a Spark Connect client of {remote} (server-side session "
+            f"{self._spark_session.session_id}), ready in {time.monotonic() - started:.2f} s."
+        )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Nothing at run start: the session is created by the first step that asks for it."""
@@ -113,13 +259,20 @@ class SparkSessionResource(PySparkResource):
 
     @property
     def spark_context(self):
+        """The classic session's SparkContext; a Connect client has none (use the session)."""
         return self.spark_session.sparkContext
 
     @property
     def owns_session(self) -> bool:
         return self._owns_session
 
+    @property
+    def is_remote(self) -> bool:
+        return self.resolved_remote() is not None
+
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Stop what the run started: the classic session (its JVM), or, for Connect, this run's
+        client and its server-side session — never the shared server."""
         session = self._spark_session
         if session is not None and self.owns_session:
             session.stop()
