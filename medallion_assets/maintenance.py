@@ -177,7 +177,13 @@ def _compaction_candidates(table: DeltaTable, target_size: int) -> dict[str | No
     columns = list(table.metadata().partition_columns)
     column = columns[0] if len(columns) == 1 else None
     actions = table.get_add_actions(flatten=True)
-    sizes = dict(zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist()))
+    sizes = dict(
+        zip(
+            actions.column("path").to_pylist(),
+            actions.column("size_bytes").to_pylist(),
+            strict=True,
+        )
+    )
     small: Counter[str | None] = Counter()
     for path, part, _ in live_files(table, column):
         if sizes.get(path, 0) < target_size:
@@ -271,7 +277,9 @@ def maintain_delta_tables(
             ),
             allow_retries=False,
         )
-    root = Warehouse(root_uri=config.warehouse_dir).uri() if config.warehouse_dir else warehouse.uri()
+    root = (
+        Warehouse(root_uri=config.warehouse_dir).uri() if config.warehouse_dir else warehouse.uri()
+    )
     if not config.storage_options:
         config = config.model_copy(update={"storage_options": warehouse.delta_storage_options()})
     tables = find_tables(root)

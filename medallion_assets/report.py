@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     warehouse = Warehouse(root_uri=args.warehouse)
     table = warehouse.table_uri(GOLD_REVENUE_BY_BRAND)
     if warehouse.open_table(GOLD_REVENUE_BY_BRAND) is None:
-        print(f"No gold table at {table}: materialize the assets first (make run).", file=sys.stderr)
+        print(
+            f"No gold table at {table}: materialize the assets first (make run).", file=sys.stderr
+        )
         return 1
     result = top_brands(warehouse, args.limit, args.month)
     with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):

@@ -52,15 +52,18 @@ def alive_workers(ui_port: int) -> int:
 @pytest.fixture
 def standalone_cluster(tmp_path):
     port, ui_port, worker_ui = free_port(), free_port(), free_port()
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_HOME=str(Path(pyspark.__file__).parent),
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1",
+               SPARK_HOME=str(Path(pyspark.__file__).parent),
                SPARK_WORKER_DIR=str(tmp_path / "worker"), SPARK_LOG_DIR=str(tmp_path))
-    master = spark_class("org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                         "--webui-port", str(ui_port), log=tmp_path / "master.log", env=env)
-    worker = spark_class("org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "2",
-                         "--memory", "2g", "--webui-port", str(worker_ui), f"spark://127.0.0.1:{port}",
-                         log=tmp_path / "worker.log", env=env)
+    master = spark_class("org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                         "--port", str(port), "--webui-port", str(ui_port),
+                         log=tmp_path / "master.log", env=env)
+    worker = spark_class("org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                         "--cores", "2", "--memory", "2g", "--webui-port", str(worker_ui),
+                         f"spark://127.0.0.1:{port}", log=tmp_path / "worker.log", env=env)
     try:
-        wait_for(lambda: alive_workers(ui_port) == 1, 120, "the worker did not register with the master")
+        wait_for(lambda: alive_workers(ui_port) == 1, 120,
+                 "the worker did not register with the master")
         yield f"spark://127.0.0.1:{port}", ui_port
     finally:
         for process in (worker, master):
@@ -80,7 +83,8 @@ def test_a_month_materializes_on_a_standalone_cluster(standalone_cluster, tmp_pa
     home.mkdir()
     generate_month("2019-10", 3000, landing, seed=3)
     env = dict(os.environ, MEDALLION_SPARK_MASTER=master_url, MEDALLION_LANDING_DIR=str(landing),
-               MEDALLION_WAREHOUSE_DIR=str(warehouse), DAGSTER_HOME=str(home), SPARK_LOCAL_IP="127.0.0.1")
+               MEDALLION_WAREHOUSE_DIR=str(warehouse), DAGSTER_HOME=str(home),
+               SPARK_LOCAL_IP="127.0.0.1")
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
          "medallion_assets.definitions", "--select", "*", "--partition", "2019-10"],

@@ -24,7 +24,8 @@ def test_every_asset_is_defined_with_its_group_kinds_and_description():
         assert {"spark", "deltalake"} <= set(node.kinds)
         assert node.description and len(node.description) > 40
         assert node.partitions_def.get_partition_keys()[0] == "2019-10"
-        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
+        assert node.backfill_policy is not None
+        assert node.backfill_policy.max_partitions_per_run is None
         assert node.owners and node.code_version and node.tags.get("layer") == group
         # The column schema is in the catalog before anything is materialized.
         schema = node.metadata["dagster/column_schema"]

@@ -16,7 +16,6 @@ from medallion_assets.io.delta_commit import (
     commit_files,
     describe_file,
     filesystem_for,
-    footer_stats,
     live_files,
 )
 
@@ -36,8 +35,9 @@ def write_file(table_dir, month: str, rows: list[tuple]):
     relative = f"month={month}/part-{uuid.uuid4().hex}.parquet"
     path = table_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(zip(*rows)) if rows else [[] for _ in SCHEMA]
-    pq.write_table(pa.table([pa.array(c, type=f.type) for c, f in zip(columns, SCHEMA)], schema=SCHEMA), path)
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in SCHEMA]
+    arrays = [pa.array(c, type=f.type) for c, f in zip(columns, SCHEMA, strict=True)]
+    pq.write_table(pa.table(arrays, schema=SCHEMA), path)
     fs, table_path = filesystem_for(str(table_dir))
     return describe_file(fs, table_path, relative, {"month": month})
 
@@ -49,7 +49,11 @@ def row(day, price, name, n, micro=0):
 def test_footer_stats_are_delta_statistics(tmp_path):
     data_file = write_file(
         tmp_path, "2019-10-01",
-        [row(1, "1.50", "a", 1), row(3, "10.25", None, 7, micro=1500), row(2, "0.00", "x" * 40, None)],
+        [
+            row(1, "1.50", "a", 1),
+            row(3, "10.25", None, 7, micro=1500),
+            row(2, "0.00", "x" * 40, None),
+        ],
     )
     stats = data_file.stats
     assert stats["numRecords"] == 3
@@ -71,31 +75,38 @@ def test_create_then_replace_exactly_one_month(tmp_path):
                            replace_partitions=["2019-10-01", "2019-11-01"],
                            custom_metadata={"dagster_run_id": "r1"})
     assert version == 0
-    october_again = write_file(tmp_path / "t", "2019-10-01", [row(5, "5.00", "c", 3), row(6, "6.00", "d", 4)])
+    october_again = write_file(
+        tmp_path / "t", "2019-10-01", [row(5, "5.00", "c", 3), row(6, "6.00", "d", 4)]
+    )
     version = commit_files(uri, FULL_SCHEMA, [october_again], partition_by=["month"],
-                           replace_partitions=["2019-10-01"], custom_metadata={"dagster_run_id": "r2"})
+                           replace_partitions=["2019-10-01"],
+                           custom_metadata={"dagster_run_id": "r2"})
     assert version == 1
     table = DeltaTable(uri)
     paths = {p for p, _, _ in live_files(table, "month")}
     assert paths == {october_again.path, november.path}
     frame = pl.read_delta(uri).sort("n")
     assert frame["n"].to_list() == [2, 3, 4]
-    assert frame["month"].to_list() == [dt.date(2019, 11, 1), dt.date(2019, 10, 1), dt.date(2019, 10, 1)]
+    assert frame["month"].to_list() == [
+        dt.date(2019, 11, 1), dt.date(2019, 10, 1), dt.date(2019, 10, 1)
+    ]
     assert table.history(1)[0]["dagster_run_id"] == "r2"
 
 
 def test_replacing_a_month_with_no_files_empties_only_that_month(tmp_path):
     uri = str(tmp_path / "t")
-    files = [write_file(tmp_path / "t", m, [row(1, "1.00", "a", i)]) for i, m in enumerate(["2019-10-01", "2019-11-01"])]
-    commit_files(uri, FULL_SCHEMA, files, partition_by=["month"], replace_partitions=["2019-10-01", "2019-11-01"])
+    months = ["2019-10-01", "2019-11-01"]
+    files = [write_file(tmp_path / "t", m, [row(1, "1.00", "a", i)]) for i, m in enumerate(months)]
+    commit_files(uri, FULL_SCHEMA, files, partition_by=["month"], replace_partitions=months)
     commit_files(uri, FULL_SCHEMA, [], partition_by=["month"], replace_partitions=["2019-10-01"])
     assert pl.read_delta(uri)["month"].to_list() == [dt.date(2019, 11, 1)]
 
 
 def test_a_different_schema_is_refused_and_the_table_is_unchanged(tmp_path):
     uri = str(tmp_path / "t")
-    commit_files(uri, FULL_SCHEMA, [write_file(tmp_path / "t", "2019-10-01", [row(1, "1.00", "a", 1)])],
-                 partition_by=["month"], replace_partitions=["2019-10-01"])
+    october = write_file(tmp_path / "t", "2019-10-01", [row(1, "1.00", "a", 1)])
+    commit_files(uri, FULL_SCHEMA, [october], partition_by=["month"],
+                 replace_partitions=["2019-10-01"])
     other = pa.schema([("ts", pa.timestamp("us", tz="UTC")), ("month", pa.date32())])
     with pytest.raises(SchemaMismatchError, match="differs from the table's"):
         commit_files(uri, other, [], partition_by=["month"], replace_partitions=["2019-10-01"])

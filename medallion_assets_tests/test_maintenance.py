@@ -2,7 +2,6 @@
 
 import datetime as dt
 import os
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -10,7 +9,6 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from dagster import (
     AssetIn,
     BackfillPolicy,
@@ -20,7 +18,10 @@ from dagster import (
     build_schedule_context,
     materialize,
 )
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
@@ -156,8 +157,8 @@ def test_compaction_is_not_a_conflict_for_a_write_in_progress(tmp_path):
     assert sorted(pl.read_delta(str(table))["value"].to_list()) == [4, 10]
 
 
-@asset(key=["test", "scattered"], partitions_def=monthly_partitions, metadata={"partition_expr": "month"},
-       backfill_policy=BackfillPolicy.single_run())
+@asset(key=["test", "scattered"], partitions_def=monthly_partitions,
+       metadata={"partition_expr": "month"}, backfill_policy=BackfillPolicy.single_run())
 def scattered(spark: SparkSessionResource):
     """Two months of rows spread over many small files (six per month)."""
     frame = spark.spark_session.range(600).select(
@@ -195,7 +196,9 @@ def test_compaction_leaves_fewer_files_and_the_same_rows_for_every_reader(tmp_pa
     files_before = live(table)
     assert len(files_before) == 12
 
-    result = run_maintenance(warehouse_dir=str(warehouse), retention_hours=0, allow_short_retention=True)
+    result = run_maintenance(
+        warehouse_dir=str(warehouse), retention_hours=0, allow_short_retention=True
+    )
     assert result.success
     report = output_metadata(result)["tables"]["test/scattered"]
     assert report["files_compacted"] == 12 and report["files_written_by_compaction"] == 2
@@ -219,7 +222,9 @@ def test_the_schedule_is_weekly_stopped_by_default_and_runs_the_job():
     assert schedule.default_status == DefaultScheduleStatus.STOPPED
     assert schedule.cron_schedule == "0 3 * * 0" and schedule.execution_timezone == "UTC"
     tick = schedule.evaluate_tick(
-        build_schedule_context(scheduled_execution_time=dt.datetime(2024, 1, 7, 3, tzinfo=dt.timezone.utc))
+        build_schedule_context(
+            scheduled_execution_time=dt.datetime(2024, 1, 7, 3, tzinfo=dt.timezone.utc)
+        )
     )
     (request,) = tick.run_requests
     assert request.run_config in ({}, None)  # the safe defaults

@@ -16,7 +16,9 @@ def test_keys_are_months_from_october_2019():
     assert keys == ["2019-10", "2019-11", "2019-12", "2020-01"]
 
 
-@pytest.mark.parametrize("key", ["2019-13", "2019-00", "19-10", "2019-1", "../2019-10", "", "2019-Oct"])
+@pytest.mark.parametrize(
+    "key", ["2019-13", "2019-00", "19-10", "2019-1", "../2019-10", "", "2019-Oct"]
+)
 def test_malformed_keys_are_rejected_with_the_expected_format(key):
     with pytest.raises(InvalidPartitionKey, match="expected YYYY-MM"):
         month_start(key)

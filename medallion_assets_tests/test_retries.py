@@ -95,7 +95,9 @@ def test_a_transient_failure_on_the_first_attempt_is_retried_and_succeeds(
     session = SparkSessionResource()
 
     result = materialize_bronze(
-        LandingShareDownOnce(fail_marker=str(marker)), SparkDeltaIOManager(spark=session, warehouse=Warehouse()), session
+        LandingShareDownOnce(fail_marker=str(marker)),
+        SparkDeltaIOManager(spark=session, warehouse=Warehouse()),
+        session,
     )
 
     assert result.success
@@ -138,7 +140,9 @@ def test_a_retry_after_a_partial_write_replaces_the_month_rather_than_adding_to_
 def test_a_missing_file_is_not_retried(landing_dir, warehouse_dir, spark):
     session = SparkSessionResource()
 
-    result = materialize_bronze(LandingDirectory(), SparkDeltaIOManager(spark=session, warehouse=Warehouse()), session)
+    result = materialize_bronze(
+        LandingDirectory(), SparkDeltaIOManager(spark=session, warehouse=Warehouse()), session
+    )
 
     assert not result.success
     assert retried_steps(result) == []

@@ -51,6 +51,11 @@ def chromium(profile: Path) -> webdriver.Chrome:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def fewer_folded_groups_than(count: int):
+    """A wait condition: fewer folded groups on the graph than ``count``."""
+    return lambda d: len(d.find_elements(By.CSS_SELECTOR, "[aria-label='unfold_more']")) < count
+
+
 def button(text: str):
     """A button whose visible label is `text`."""
     return (By.XPATH, f"//button[normalize-space(.)='{text}' or .//*[@title='{text}']]")
@@ -100,11 +105,7 @@ def test_one_month_is_materialized_from_the_asset_graph(tmp_path, browser):
             if not folded:
                 break
             browser.execute_script("arguments[0].closest('div').click()", folded[0])
-            WebDriverWait(browser, 30).until(
-                lambda d, n=len(folded): (
-                    len(d.find_elements(By.CSS_SELECTOR, "[aria-label='unfold_more']")) < n
-                )
-            )
+            WebDriverWait(browser, 30).until(fewer_folded_groups_than(len(folded)))
         # The unfolded groups are remembered; a reload lays the graph out to fit the window.
         browser.refresh()
         for name in ASSET_NAMES:
