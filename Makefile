@@ -16,17 +16,18 @@ install: $(STAMP)
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,postgres]"
 	touch $(STAMP)
 
 ## System packages (Debian names), installed when missing by scripts/system-deps.sh: with apt-get when
 ## run as root, otherwise it stops and prints the command to run. `make run`/`dev`/`bench` need Java;
-## `make test` also needs headless Chromium and its driver for the browser test.
+## `make test` also needs headless Chromium and its driver for the browser test, and the PostgreSQL
+## server tools (initdb, pg_ctl) for the team-deployment tests.
 java:
 	@scripts/system-deps.sh java
 
 test-system-deps:
-	@scripts/system-deps.sh java browser
+	@scripts/system-deps.sh java browser postgres
 
 ## make run: install, write two sample months if the landing dir is empty, materialize every asset
 ## for both months in one Dagster run, print the top brands from gold.

@@ -35,6 +35,13 @@ setup(
             # `make lint`; pinned to a minor release so new rules arrive by choice.
             "ruff>=0.17,<0.18",
         ],
+        # A team deployment keeps Dagster's instance in PostgreSQL (deploy/dagster.yaml).
+        # dagster-postgres brings psycopg2; SQLAlchemy 2.1 would map a plain `postgresql://` URL to
+        # psycopg 3 instead (not installed, not what dagster-postgres is tested with): stay on 2.0.
+        "postgres": [
+            "dagster-postgres>=0.29,<0.30",
+            "sqlalchemy>=2.0,<2.1",
+        ],
     },
     entry_points={
         "console_scripts": [

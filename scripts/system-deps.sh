@@ -17,6 +17,7 @@ PACKAGES='
 java      openjdk-17-jre-headless   java_17_or_newer
 browser   chromium                  /usr/bin/chromium
 browser   chromium-driver           /usr/bin/chromedriver
+postgres  postgresql-15             postgres_server_tools
 '
 
 # PySpark 4 needs Java 17 or newer, from JAVA_HOME or the PATH; any vendor's will do.
@@ -27,6 +28,13 @@ java_17_or_newer() {
   major=${version%%.*}
   if [ "$major" = "1" ]; then major=$(echo "$version" | cut -d. -f2); fi
   [ -n "$version" ] && [ "$major" -ge 17 ] 2>/dev/null
+}
+
+# The team-deployment tests start their own PostgreSQL server with initdb and pg_ctl: any version's
+# will do, on the PATH or where Debian puts them.
+postgres_server_tools() {
+  if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then return 0; fi
+  compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null
 }
 
 is_present() {

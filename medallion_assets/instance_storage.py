@@ -1,0 +1,270 @@
+"""Dagster's PostgreSQL instance storage, with a clear failure when the database goes away
+mid-run.
+
+A team deployment keeps runs, the event log and schedules in PostgreSQL (``deploy/dagster.yaml``).
+dagster-postgres is used as it is, with one gap filled: what a run does when the database stops
+answering while the run is in progress. Stock dagster-postgres retries a connection for a few
+seconds and then raises ``too many retries for DB connection``; the run process dies on the next
+event it cannot write, and since it could not write its own failure either, the run stays
+``STARTED`` for ever — a run that looks alive in the UI and holds its place in the run queue and the
+``spark`` pool, with a message that does not say which database is meant.
+
+``PostgresInstanceStorage`` is dagster-postgres's storage (same configuration, same tables) whose
+connections, when the database cannot be reached, raise ``InstanceStorageUnavailableError``: a
+message naming Dagster's instance storage and the server (never the password), saying what happens
+to the run and the tables. When a run process (not the webserver or the daemon) fails to record one
+of its own events, that error fails the run's step at once — no further step runs, so no further
+Delta commit is made that Dagster would not know about — and from then on the process waits for
+the database to come back (up to ``failure_record_wait_seconds``) so that the step's and the run's
+failure, with that message, are written to the run's history instead of being lost. The webserver
+and the daemon are unchanged: they report the error and retry on their own.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import sqlalchemy
+import sqlalchemy.exc
+from dagster import Field, IntSource
+from dagster._core.events import DagsterEventType
+from dagster._core.events.log import EventLogEntry
+from dagster._serdes import ConfigurableClassData
+from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.event_log import PostgresEventLogStorage
+from dagster_postgres.run_storage import PostgresRunStorage
+from dagster_postgres.schedule_storage import PostgresScheduleStorage
+from dagster_postgres.utils import (
+    DagsterPostgresException,
+    get_token_provider_from_config,
+    pg_config,
+    pg_url_from_config,
+)
+from sqlalchemy.engine import Connection, make_url
+
+DEFAULT_FAILURE_RECORD_WAIT_SECONDS = 600
+RECONNECT_EVERY_SECONDS = 2.0
+
+# Errors that mean "the server did not answer", as opposed to a query that failed.
+_CONNECTION_ERRORS = (
+    DagsterPostgresException,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+)
+
+# Events only the process executing a run writes. The daemon and the webserver write run-level
+# events too (enqueued, launched, failed by monitoring), which must not make them wait.
+_RUN_PROCESS_EVENTS = {
+    DagsterEventType.RUN_START,
+    DagsterEventType.RUN_SUCCESS,
+}
+
+
+class InstanceStorageUnavailableError(Exception):
+    """Dagster's instance storage (its PostgreSQL database) cannot be reached."""
+
+
+def describe_database(postgres_url: str) -> str:
+    """``PostgreSQL database 'dagster' at db.internal:5432 (user dagster)``: no password."""
+    url = make_url(postgres_url)
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    user = f" (user {url.username})" if url.username else ""
+    return f"PostgreSQL database '{url.database}' at {where}{user}"
+
+
+def unavailable_message(postgres_url: str, cause: BaseException) -> str:
+    # dagster-postgres wraps SQLAlchemy's error, which wraps the driver's: the driver says it best.
+    inner = cause.__cause__ if isinstance(cause, DagsterPostgresException) else cause
+    reason = str(getattr(inner, "orig", None) or inner or cause).strip().splitlines()
+    return (
+        f"Dagster's instance storage is unreachable: the {describe_database(postgres_url)} that "
+        "holds the runs and the event log (`storage` in the instance's dagster.yaml, "
+        f"DAGSTER_POSTGRES_URL) did not answer: {reason[0] if reason else type(cause).__name__}."
+    )
+
+
+# Added to the error when it stops a run.
+RUN_STOPS = (
+    "The run cannot record its progress, so it stops before its next step; every Delta table "
+    "keeps its last committed version. Run the partition again once the database is back."
+)
+
+
+class _RunFailureRecording:
+    """Process-wide: after a run process lost the database, wait for it before each connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: float | None = None
+
+    def start(self, wait_seconds: int) -> None:
+        with self._lock:
+            if self._until is None:
+                self._until = time.monotonic() + wait_seconds
+                sys.stderr.write(
+                    "Dagster's instance storage is unreachable: waiting up to "
+                    f"{wait_seconds} s for it to come back to record this run's failure.\n"
+                )
+
+    def wait_for(self, reachable: Callable[[], bool]) -> None:
+        while True:
+            with self._lock:
+                until = self._until
+            if until is None:
+                return
+            if reachable():
+                with self._lock:
+                    self._until = None
+                return
+            if time.monotonic() >= until:
+                return  # give up waiting; the call fails with the clear error
+            time.sleep(RECONNECT_EVERY_SECONDS)
+
+
+_RECORDING = _RunFailureRecording()
+
+
+class _Guarded:
+    """Mixin for the three dagster-postgres storages: every connection goes through `_guard`."""
+
+    postgres_url: str
+    _engine: sqlalchemy.engine.Engine
+
+    def _reachable(self) -> bool:
+        try:
+            self._engine.connect().close()
+            return True
+        except sqlalchemy.exc.SQLAlchemyError:
+            return False
+
+    @contextmanager
+    def _guard(
+        self, connect: Callable[[], AbstractContextManager[Connection]]
+    ) -> Iterator[Connection]:
+        _RECORDING.wait_for(self._reachable)
+        try:
+            with connect() as conn:
+                yield conn
+        except _CONNECTION_ERRORS as exc:
+            # An OperationalError can also be a query's own failure (a deadlock, a timeout) on a
+            # server that is up: only a server that does not answer is reported as unreachable.
+            if isinstance(exc, DagsterPostgresException) or not self._reachable():
+                raise InstanceStorageUnavailableError(
+                    unavailable_message(self.postgres_url, exc)
+                ) from exc
+            raise
+
+
+class GuardedRunStorage(_Guarded, PostgresRunStorage):
+    def connect(self) -> AbstractContextManager[Connection]:
+        return self._guard(super().connect)
+
+
+class GuardedScheduleStorage(_Guarded, PostgresScheduleStorage):
+    def connect(self, run_id: str | None = None) -> AbstractContextManager[Connection]:
+        return self._guard(super().connect)
+
+
+class GuardedEventLogStorage(_Guarded, PostgresEventLogStorage):
+    def __init__(self, *args: Any, failure_record_wait_seconds: int, **kwargs: Any):
+        self._failure_record_wait_seconds = failure_record_wait_seconds
+        super().__init__(*args, **kwargs)
+
+    def _connect(self) -> AbstractContextManager[Connection]:
+        return self._guard(super()._connect)
+
+    def _stop_run(
+        self, events: Sequence[EventLogEntry], error: InstanceStorageUnavailableError
+    ) -> InstanceStorageUnavailableError:
+        """The error to raise: if a run process lost one of its own events, the run stops (and
+        this process waits for the database before its next connection)."""
+        for event in events:
+            dagster_event = event.dagster_event
+            if dagster_event is not None and (
+                dagster_event.step_key is not None
+                or dagster_event.event_type in _RUN_PROCESS_EVENTS
+            ):
+                _RECORDING.start(self._failure_record_wait_seconds)
+                stopped = InstanceStorageUnavailableError(f"{error} {RUN_STOPS}")
+                stopped.__cause__ = error.__cause__
+                return stopped
+        return error
+
+    def store_event(self, event: EventLogEntry) -> None:
+        try:
+            super().store_event(event)
+        except InstanceStorageUnavailableError as error:
+            raise self._stop_run([event], error) from error.__cause__
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        try:
+            super().store_event_batch(events)
+        except InstanceStorageUnavailableError as error:
+            raise self._stop_run(events, error) from error.__cause__
+
+
+class PostgresInstanceStorage(DagsterPostgresStorage):
+    """dagster-postgres's ``storage: postgres`` with a clear, recorded failure on a lost database.
+
+    Configured like ``storage: postgres`` (``postgres_url`` or ``postgres_db``), plus
+    ``failure_record_wait_seconds`` (default 600): how long a run process that lost the database
+    waits for it to record the run's failure before exiting.
+    """
+
+    def __init__(
+        self,
+        postgres_url: str,
+        should_autocreate_tables: bool = True,
+        inst_data: ConfigurableClassData | None = None,
+        token_provider: Any = None,
+        failure_record_wait_seconds: int = DEFAULT_FAILURE_RECORD_WAIT_SECONDS,
+    ):
+        # Not super().__init__: it would build the stock storages (and open connections) first.
+        self.postgres_url = postgres_url
+        self.should_autocreate_tables = should_autocreate_tables
+        self._inst_data = inst_data
+        self._run_storage = GuardedRunStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider
+        )
+        self._event_log_storage = GuardedEventLogStorage(
+            postgres_url,
+            should_autocreate_tables,
+            token_provider=token_provider,
+            failure_record_wait_seconds=failure_record_wait_seconds,
+        )
+        self._schedule_storage = GuardedScheduleStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider
+        )
+        super(DagsterPostgresStorage, self).__init__()
+
+    @classmethod
+    def config_type(cls) -> dict[str, Any]:
+        return {
+            **pg_config(),
+            "failure_record_wait_seconds": Field(
+                IntSource,
+                is_required=False,
+                default_value=DEFAULT_FAILURE_RECORD_WAIT_SECONDS,
+                description="Seconds a run process that lost the database waits for it to "
+                "record the run's failure.",
+            ),
+        }
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> PostgresInstanceStorage:
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+            failure_record_wait_seconds=config_value.get(
+                "failure_record_wait_seconds", DEFAULT_FAILURE_RECORD_WAIT_SECONDS
+            ),
+        )

@@ -1,0 +1,427 @@
+"""The team deployment (``deploy/``) on real parts: a PostgreSQL 15 server, the Procfile's code
+server, webserver and daemon as separate processes, and a Spark standalone cluster.
+
+The tests run in file order on one database, one landing directory of eight generated months and
+one warehouse:
+
+1. eight ``dagster asset materialize`` processes at once, one month each (local Spark), all recorded
+   in PostgreSQL, every table holding exactly the eight months;
+2. the deployment — code server, webserver and daemon from deploy/Procfile, runs on the standalone
+   cluster: a backfill of the eight months launched over GraphQL completes although the daemon is
+   SIGKILLed while it runs and started again; each month committed once per table, no run left in
+   progress;
+3. PostgreSQL stopped while a run is in progress: the run fails with a message naming the instance
+   storage and every table stays at a committed version;
+4. the database back, the next run of that month succeeds end to end through the daemon, on the
+   cluster with the per-run sizes of deploy/spark/spark-defaults.conf.
+
+What the tables must hold is computed independently from the CSV files with polars, not with the
+project's code. The wall times are printed (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+from polars.testing import assert_frame_equal
+
+from medallion_assets.sample_data import generate_month
+from medallion_assets_tests.dagster_dev import wait_for
+from medallion_assets_tests.postgres_server import PostgresServer, postgres_server
+from medallion_assets_tests.team_deployment import (
+    DEPLOY,
+    TeamDeployment,
+    base_env,
+    instance_home,
+    master_state,
+    standalone_cluster,
+    team_deployment,
+)
+
+pytestmark = pytest.mark.slow
+
+MONTHS = ["2019-10", "2019-11", "2019-12", "2020-01", "2020-02", "2020-03", "2020-04", "2020-05"]
+ROWS = 2000
+RUN_TIMEOUT = 600
+TABLES = (
+    "bronze/events",
+    "bronze/events_rejected",
+    "silver/events",
+    "gold/revenue_by_brand",
+    "gold/daily_funnel",
+)
+ALL_ASSETS = [t.split("/") for t in TABLES]
+SOURCE_COLUMNS = [
+    "event_time", "event_type", "product_id", "category_id", "category_code", "brand", "price",
+    "user_id", "user_session",
+]
+# Eight Spark drivers at once on a 2-core, 24 GB machine: a small heap each is plenty for these
+# months (the project's local default is 2g), one core each, and the JVM's quick compiler only —
+# for a run this short, optimizing compilation costs more CPU than it saves (17 s of CPU per run
+# instead of 30 s, measured).
+CLI_RUN_CONFIG = {
+    "resources": {
+        "spark": {
+            "config": {
+                "master": "local[1]",
+                "spark_config": {
+                    "spark.driver.memory": "640m",
+                    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+                },
+            }
+        }
+    }
+}
+WAITING = "Dagster's instance storage is unreachable: waiting up to"
+IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+
+
+# -- fixtures --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("team")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> PostgresServer:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def months(root) -> dict[str, Path]:
+    landing = root / "landing"
+    return {m: generate_month(m, ROWS, landing, seed=41) for m in MONTHS}
+
+
+@pytest.fixture(scope="module")
+def instance_env(root, postgres, months) -> dict[str, str]:
+    """The environment of deploy/env.example, with the instance's tables created as the README's
+    setup does (`dagster instance migrate`, once, before anything else starts)."""
+    env = base_env(
+        DAGSTER_HOME=str(instance_home(root)),
+        DAGSTER_POSTGRES_URL=postgres.url,
+        MEDALLION_LANDING_DIR=str(root / "landing"),
+        MEDALLION_WAREHOUSE_DIR=str(root / "warehouse"),
+        SPARK_LOCAL_IP="127.0.0.1",
+    )
+    migrated = subprocess.run(["dagster", "instance", "migrate"], env=env, cwd=root,
+                              capture_output=True, text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster(root):
+    # One executor of 2 cores and 2g per run (deploy/spark/spark-defaults.conf) must fit the worker.
+    with standalone_cluster(root, cores=2, memory="3g") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def deployment(root, instance_env, cluster) -> TeamDeployment:
+    master_url, _ = cluster
+    env = dict(instance_env, MEDALLION_SPARK_MASTER=master_url,
+               SPARK_CONF_DIR=str(DEPLOY / "spark"))
+    with team_deployment(root, env) as running:
+        # Before the daemon first ticks: the landing sensor would otherwise turn the eight files
+        # already in the landing directory into eight runs of its own, beside the backfill.
+        assert running.stop_sensor("landing_csv_sensor") == "STOPPED"
+        running.start_daemon()
+        yield running
+
+
+# -- what the tables must hold, computed without the project ------------------------------
+def source_frame(path: Path, month: str) -> pl.DataFrame:
+    frame = pl.read_csv(path, schema={c: pl.String for c in SOURCE_COLUMNS})
+    return frame.select(
+        pl.col("event_time").str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S UTC")
+        .dt.replace_time_zone("UTC"),
+        "event_type",
+        pl.col("product_id").cast(pl.Int64),
+        pl.col("category_id").cast(pl.Int64),
+        "category_code",
+        "brand",
+        pl.col("price").cast(pl.Decimal(12, 2)),
+        pl.col("user_id").cast(pl.Int64),
+        "user_session",
+        pl.lit(dt.date.fromisoformat(f"{month}-01")).alias("month"),
+    )
+
+
+def expected_tables(files: dict[str, Path]) -> dict[str, pl.DataFrame]:
+    bronze = pl.concat([source_frame(path, month) for month, path in files.items()])
+    silver = bronze.filter(pl.col("user_id").is_not_null()).unique()
+    purchases = silver.filter(pl.col("event_type") == "purchase")
+    revenue = purchases.group_by("month", "brand").agg(
+        pl.col("price").sum().alias("total_revenue"), pl.len().cast(pl.Int64).alias("purchases")
+    )
+    funnel = (
+        silver.with_columns(pl.col("event_time").dt.date().alias("date"))
+        .group_by("month", "date")
+        .agg(
+            (pl.col("event_type") == "view").sum().cast(pl.Int64).alias("views"),
+            (pl.col("event_type") == "cart").sum().cast(pl.Int64).alias("carts"),
+            (pl.col("event_type") == "purchase").sum().cast(pl.Int64).alias("purchases"),
+            pl.col("user_id").n_unique().cast(pl.Int64).alias("distinct_users"),
+        )
+    )
+    return {
+        "bronze/events": bronze,
+        "silver/events": silver,
+        "gold/revenue_by_brand": revenue,
+        "gold/daily_funnel": funnel,
+    }
+
+
+def same_rows(actual: pl.DataFrame, expected: pl.DataFrame, what: str) -> None:
+    columns = expected.columns
+    actual = actual.select(columns).cast(dict(expected.schema)).sort(columns, nulls_last=True)
+    expected = expected.sort(columns, nulls_last=True)
+    assert actual.height == expected.height, f"{what}: {actual.height} rows, not {expected.height}"
+    assert_frame_equal(actual, expected, check_exact=True)
+
+
+def delta_months(table: Path) -> list[str]:
+    """The months the table's current version has files for, from the Delta log (an empty month
+    is a zero-row file there, so this sees months that hold no rows too)."""
+    return sorted({p["month"][:7] for p in DeltaTable(str(table)).partitions()})
+
+
+def assert_tables_hold(warehouse: Path, files: dict[str, Path]) -> None:
+    for table in TABLES:
+        assert delta_months(warehouse / table) == sorted(files), table
+    for table, expected in expected_tables(files).items():
+        same_rows(pl.read_delta(str(warehouse / table)), expected, table)
+    # Generated months hold no invalid line: every line is in bronze/events, none rejected.
+    assert pl.read_delta(str(warehouse / "bronze/events_rejected")).height == 0
+
+
+def months_of(commit: dict) -> list[str]:
+    """The months a commit replaced, from its `dagster_partitions` (``first...last``)."""
+    first, _, last = commit["dagster_partitions"].partition("...")
+    last = last or first
+    out, year, month = [], int(first[:4]), int(first[5:7])
+    while f"{year:04d}-{month:02d}" <= last:
+        out.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+def commits_by(table: Path, run_ids: set[str]) -> list[dict]:
+    return [c for c in DeltaTable(str(table)).history() if c.get("dagster_run_id") in run_ids]
+
+
+def runs_in_database(postgres: PostgresServer) -> list[tuple[str, str, str | None]]:
+    """(run id, status, partition) of every run, read with SQL from Dagster's tables."""
+    return postgres.sql(
+        """SELECT r.run_id, r.status, t.value FROM runs r
+           LEFT JOIN run_tags t ON t.run_id = r.run_id AND t.key = 'dagster/partition'"""
+    )
+
+
+def materialize(env: dict[str, str], cwd: Path, month: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["dagster", "asset", "materialize", "-m", "medallion_assets.definitions", "--select", "*",
+         "--partition", month, "--config-json", json.dumps(CLI_RUN_CONFIG)],
+        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+# -- 0. the instance settings ----------------------------------------------------------------------
+def test_the_deployment_instance_reads_its_settings(instance_env, monkeypatch):
+    """deploy/dagster.yaml as the processes load it: PostgreSQL from DAGSTER_POSTGRES_URL, runs
+    queued, the `spark` pool limited per run, run monitoring on, telemetry off."""
+    from dagster import DagsterInstance
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    from medallion_assets.instance_storage import (
+        GuardedEventLogStorage,
+        GuardedRunStorage,
+        GuardedScheduleStorage,
+    )
+
+    GUARDED = (GuardedRunStorage, GuardedEventLogStorage, GuardedScheduleStorage)
+
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", instance_env["DAGSTER_POSTGRES_URL"])
+    with DagsterInstance.from_config(instance_env["DAGSTER_HOME"]) as instance:
+        storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+        for storage in storages:
+            assert isinstance(storage, GUARDED), type(storage)
+            assert storage.postgres_url == instance_env["DAGSTER_POSTGRES_URL"]
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        pools = instance.get_concurrency_config().pool_config
+        assert (pools.pool_granularity.value, pools.default_pool_limit) == ("run", 4)
+        assert instance.run_monitoring_enabled
+        assert not instance.telemetry_enabled
+
+
+# -- 1. eight processes at once ------------------------------------------------------------
+def test_eight_months_materialized_by_eight_processes_at_once(instance_env, postgres, months, root):
+    warehouse = Path(instance_env["MEDALLION_WAREHOUSE_DIR"])
+    started = time.monotonic()
+    processes = {month: materialize(instance_env, root, month) for month in MONTHS}
+    outputs = {month: p.communicate(timeout=RUN_TIMEOUT)[0] for month, p in processes.items()}
+    wall = time.monotonic() - started
+    print(f"\neight months by eight `dagster asset materialize` processes at once: {wall:.1f} s")
+    for month, process in processes.items():
+        assert process.returncode == 0, f"{month}:\n{outputs[month][-4000:]}"
+
+    runs = runs_in_database(postgres)
+    assert sorted(partition for _, _, partition in runs) == MONTHS
+    assert {status for _, status, _ in runs} == {"SUCCESS"}
+    run_ids = {run_id for run_id, _, _ in runs}
+    # Each run's whole event stream made it in: its start and success events are in the log.
+    events = postgres.sql(
+        """SELECT run_id, dagster_event_type FROM event_logs
+           WHERE dagster_event_type IN ('PIPELINE_START', 'PIPELINE_SUCCESS')"""
+    )
+    assert sorted(events) == sorted(
+        (run_id, kind) for run_id in run_ids for kind in ("PIPELINE_START", "PIPELINE_SUCCESS")
+    )
+
+    assert_tables_hold(warehouse, months)
+    for table in TABLES:
+        commits = commits_by(warehouse / table, run_ids)
+        # One commit per run, each replacing its own month: the concurrent writers all committed.
+        assert sorted(m for c in commits for m in months_of(c)) == MONTHS, table
+        assert len({c["dagster_run_id"] for c in commits}) == len(MONTHS), table
+
+
+# -- 2. backfill through the daemon, daemon killed mid-way ------------------------------
+def test_a_backfill_completes_through_a_daemon_killed_and_restarted(
+    deployment, postgres, months, cluster
+):
+    warehouse = Path(deployment.env["MEDALLION_WAREHOUSE_DIR"])
+    started = time.monotonic()
+    backfill_id = deployment.launch_backfill(ALL_ASSETS, MONTHS, "eight months")
+
+    def a_run_in_progress() -> dict | None:
+        backfill = deployment.backfill(backfill_id)
+        assert backfill["status"] == "REQUESTED", backfill
+        running = [r for r in backfill["runs"] if r["status"] == "STARTED"]
+        return backfill if running else None
+
+    at_kill = wait_for("a run of the backfill to be executing", a_run_in_progress, RUN_TIMEOUT, 0.5)
+    deployment.kill("daemon")
+    killed_at = time.monotonic() - started
+    time.sleep(3)
+    deployment.start_daemon()
+
+    def completed() -> dict | None:
+        backfill = deployment.backfill(backfill_id)
+        assert backfill["status"] not in ("FAILED", "CANCELED", "COMPLETED_FAILED"), (
+            f"{backfill}\n{deployment.log_tail()}"
+        )
+        return backfill if backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS") else None
+
+    backfill = wait_for("the backfill to complete", completed, RUN_TIMEOUT, every=2)
+    took = time.monotonic() - started
+    print(f"\nbackfill of eight months through the daemon: {took:.1f} s "
+          f"(daemon SIGKILLed at {killed_at:.1f} s, runs then: {at_kill['runs']})")
+
+    run_ids = {r["runId"] for r in backfill["runs"]}
+    assert {r["status"] for r in backfill["runs"]} == {"SUCCESS"}
+    # Nothing left in progress anywhere in the instance, and no run the backfill does not know of.
+    assert not [r for r in runs_in_database(postgres) if r[1] in IN_PROGRESS]
+    backfill_runs = postgres.sql(
+        f"SELECT run_id FROM run_tags WHERE key = 'dagster/backfill' AND value = '{backfill_id}'"
+    )
+    assert {r for (r,) in backfill_runs} == run_ids
+    for table in TABLES:
+        committed = sorted(m for c in commits_by(warehouse / table, run_ids) for m in months_of(c))
+        assert committed == MONTHS, f"{table}: months committed by the backfill {committed}"
+    assert_tables_hold(warehouse, months)
+    # The backfill's Spark work ran on the standalone cluster: one application per run.
+    _, ui_port = cluster
+    assert len(master_state(ui_port)["completedapps"]) == len(run_ids)
+
+
+# -- 3. the database stops while a run is in progress ----------------------------------------
+def test_a_run_that_loses_the_database_fails_clearly_and_leaves_committed_tables(
+    deployment, postgres, months
+):
+    warehouse = Path(deployment.env["MEDALLION_WAREHOUSE_DIR"])
+    month = MONTHS[0]
+    before = {t: DeltaTable(str(warehouse / t)).version() for t in TABLES}
+    run_id = deployment.launch_job("medallion_monthly", month)
+
+    def first_materialization() -> bool | None:
+        rows = postgres.sql(
+            f"""SELECT count(*) FROM event_logs WHERE run_id = '{run_id}'
+                AND dagster_event_type = 'ASSET_MATERIALIZATION'"""
+        )
+        return True if rows[0][0] >= 1 else None
+
+    wait_for("the run's first materialization", first_materialization, RUN_TIMEOUT, every=0.5)
+    postgres.stop("fast")
+    try:
+        # The run process tries its next event, fails, and says it waits to record its failure.
+        wait_for(
+            "the run to report the lost database",
+            lambda: True if WAITING in deployment.log_text("code") else None,
+            120,
+        )
+        # The outage is survived by the long-lived processes.
+        for name in ("code", "webserver", "daemon"):
+            assert deployment.alive(name), f"{name} died:\n{deployment.log_tail()}"
+    finally:
+        postgres.start()
+
+    run = deployment.wait_for_run(run_id, RUN_TIMEOUT)
+    assert run["status"] == "FAILURE"
+    errors = [
+        e["error"]["message"]
+        for e in run["eventConnection"]["events"]
+        if e.get("error")
+    ]
+    storage = f"PostgreSQL database 'dagster' at 127.0.0.1:{postgres.port}"
+    assert any(
+        m.startswith("Dagster's instance storage is unreachable")
+        and storage in m
+        and "stops before its next step; every Delta table keeps its last committed version" in m
+        for m in errors
+    ), errors
+
+    # Every table is at a committed version: the one before the run, or, for a table whose commit
+    # finished before the database went away, this run's — and gold was never reached.
+    for table in TABLES:
+        delta = DeltaTable(str(warehouse / table))
+        if delta.version() != before[table]:
+            assert delta.history(1)[0]["dagster_run_id"] == run_id, table
+    for table in ("silver/events", "gold/revenue_by_brand", "gold/daily_funnel"):
+        assert DeltaTable(str(warehouse / table)).version() == before[table], table
+    assert_tables_hold(warehouse, months)
+
+
+# -- 4. the next run, on the cluster --------------------------------------------------------------
+def test_the_next_run_succeeds_through_the_daemon_on_the_standalone_cluster(
+    deployment, postgres, months, cluster
+):
+    warehouse = Path(deployment.env["MEDALLION_WAREHOUSE_DIR"])
+    month = MONTHS[0]
+    _, ui_port = cluster
+    apps_before = {a["id"] for a in master_state(ui_port)["completedapps"]}
+    started = time.monotonic()
+    rerun_id = deployment.launch_job("medallion_monthly", month)
+    rerun = deployment.wait_for_run(rerun_id, RUN_TIMEOUT)
+    assert rerun["status"] == "SUCCESS", rerun
+    print(f"\none month through the daemon on the standalone cluster: "
+          f"{time.monotonic() - started:.1f} s from launch to success")
+    for table in TABLES:
+        [commit] = [c for c in DeltaTable(str(warehouse / table)).history(3)
+                    if c.get("dagster_run_id") == rerun_id]
+        assert months_of(commit) == [month], table
+    assert_tables_hold(warehouse, months)
+    [app] = [a for a in master_state(ui_port)["completedapps"] if a["id"] not in apps_before]
+    assert app["name"] == "medallion_assets"
+    assert app["cores"] == 2 and app["memoryperexecutor"] == 2048, app
+    assert not [r for r in runs_in_database(postgres) if r[1] in IN_PROGRESS]
+
