@@ -46,9 +46,16 @@ test: test-system-deps $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-## make dev: the Dagster UI and daemon on http://127.0.0.1:3000 with the project's DAGSTER_HOME.
-dev: $(STAMP) java
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+## make dev: a warm Spark Connect server on 127.0.0.1:$(CONNECT_PORT) (heap $(CONNECT_MEMORY)), then the
+## Dagster UI and daemon on http://127.0.0.1:$(PORT) loading workspace.yaml with the project's DAGSTER_HOME;
+## every run it launches uses the warm server, $(SPARK_RUNS) at a time. Ctrl-C stops both.
+PORT ?= 3000
+CONNECT_PORT ?= 15002
+CONNECT_MEMORY ?= 2g
+SPARK_RUNS ?= 1
+dev: java $(STAMP)
+	$(BIN)/python -m medallion_assets.dev --workspace workspace.yaml --port $(PORT) \
+		--connect-port $(CONNECT_PORT) --connect-memory $(CONNECT_MEMORY) --spark-runs $(SPARK_RUNS)
 
 ## make bench: one month (BENCH_ROWS=5000000 by default) through our pipeline, a plain Spark script, the
 ## old notebook's approach and DuckDB; prints ratios and appends to benchmarks/RESULTS.md.

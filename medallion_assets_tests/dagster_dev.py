@@ -1,9 +1,11 @@
-"""A real `dagster dev` for end-to-end tests: started the way a user starts it, spoken to over HTTP.
+"""`make dev` started the way a user starts it, spoken to over HTTP.
 
-Each instance gets a free port on 127.0.0.1, its own DAGSTER_HOME holding a copy of the project's
-``.dagster_home/dagster.yaml`` (so the tests run under the configuration `make dev` uses), and
-its own landing and warehouse directories. The whole process group — webserver, daemon, code
-server, run workers and their Spark JVMs — is terminated when the test is done, pass or fail.
+Each instance runs ``make dev`` in the project with a free UI port and a free Spark Connect port,
+its own DAGSTER_HOME holding a copy of the project's ``.dagster_home/dagster.yaml`` (so the tests
+run under the configuration `make dev` uses), and its own landing and warehouse directories. It is
+stopped as a user stops it: Ctrl-C, i.e. SIGINT to the terminal's process group. Anything of it
+still alive afterwards — webserver, daemon, code server, run workers, the Connect server's JVM —
+is killed, and `stopped_cleanly` says whether that was needed.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,8 +28,12 @@ import psutil
 
 PROJECT = Path(__file__).resolve().parents[1]
 PROJECT_DAGSTER_YAML = PROJECT / ".dagster_home" / "dagster.yaml"
-LOCATION = "medallion_assets.definitions"
-STARTUP_TIMEOUT = 240
+# The code location's name in workspace.yaml.
+LOCATION = "medallion_assets"
+STARTUP_TIMEOUT = 300
+# How long Ctrl-C may take to stop everything (dagster dev waits for its services, then the Spark
+# Connect server's shutdown hooks run).
+SHUTDOWN_TIMEOUT = 90
 
 T = TypeVar("T")
 
@@ -56,7 +61,7 @@ class GraphQLError(RuntimeError):
 
 
 class DagsterDev:
-    """A running `dagster dev`; use through `dagster_dev(...)`."""
+    """A running `make dev`; use through `dagster_dev(...)`."""
 
     def __init__(self, root: Path, env: dict[str, str]):
         self.root = root
@@ -64,34 +69,60 @@ class DagsterDev:
         self.landing = Path(env["MEDALLION_LANDING_DIR"])
         self.warehouse = Path(env["MEDALLION_WAREHOUSE_DIR"])
         self.port = free_port()
+        self.connect_port = free_port()
+        while self.connect_port == self.port:
+            self.connect_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = root / "dagster_dev.log"
+        self.log_path = root / "make_dev.log"
         self.env = env
         self.process: subprocess.Popen | None = None
+        self.stopped_cleanly: bool | None = None
+        self.survivors: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        """`make dev` as a user types it, with ports and DAGSTER_HOME chosen for this test."""
+        return [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(PROJECT),
+            "dev",
+            f"PORT={self.port}",
+            f"CONNECT_PORT={self.connect_port}",
+            "CONNECT_MEMORY=1g",
+            f"DAGSTER_HOME={self.home}",
+        ]
+
     def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(PROJECT_DAGSTER_YAML, self.home / "dagster.yaml")
-        env = dict(self.env, DAGSTER_HOME=str(self.home))
-        dagster = Path(sys.executable).parent / "dagster"
+        dagster_home(self.root)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(self.port), "-m", LOCATION],
+                self.command(),
                 cwd=self.root,
-                env=env,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, ended as a whole in stop()
+                start_new_session=True,  # its own process group: the "terminal" of stop()
             )
         wait_for("the webserver's /server_info", self._server_info, STARTUP_TIMEOUT)
         wait_for("the code location to load", self._location_loaded, STARTUP_TIMEOUT)
+
+    def family(self) -> list[psutil.Process]:
+        """Every process `make dev` started, the Connect server (its own process group) too."""
+        assert self.process is not None
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
 
     def _check_alive(self) -> None:
         assert self.process is not None
         if self.process.poll() is not None:
             raise RuntimeError(
-                f"dagster dev exited with {self.process.returncode}:\n{self.log_tail()}"
+                f"make dev exited with {self.process.returncode}:\n{self.log_tail()}"
             )
 
     def _server_info(self) -> dict | None:
@@ -119,33 +150,24 @@ class DagsterDev:
         return None
 
     def stop(self) -> None:
-        """End the whole process group: SIGTERM, then SIGKILL for anything still alive."""
+        """Ctrl-C: SIGINT to the process group, as a terminal sends it; then SIGKILL for
+        anything still alive after `SHUTDOWN_TIMEOUT` (recorded in `survivors`)."""
         if self.process is None:
             return
-        try:
-            family = [psutil.Process(self.process.pid)]
-            family += family[0].children(recursive=True)
-        except psutil.NoSuchProcess:
-            family = []
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        _, alive = psutil.wait_procs(family, timeout=20)
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for proc in alive:  # descendants that left the group
+        family = self.family()
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGINT)
+        _, alive = psutil.wait_procs(family, timeout=SHUTDOWN_TIMEOUT)
+        self.survivors = []
+        for proc in alive:
             try:
+                self.survivors.append(" ".join(proc.cmdline())[:200])
                 proc.kill()
             except psutil.NoSuchProcess:
                 pass
+        psutil.wait_procs(alive, timeout=30)
         self.process.wait(timeout=30)
+        self.stopped_cleanly = not self.survivors
         self.process = None
 
     def log_tail(self, chars: int = 6000) -> str:
@@ -194,19 +216,46 @@ class DagsterDev:
 
         return wait_for(f"{count} successful run(s) tagged {tags}", finished, timeout, every=2)
 
+    @staticmethod
+    def _sensor_selector(sensor: str) -> dict[str, str]:
+        return {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "sensorName": sensor,
+        }
+
     def sensor_state_id(self, sensor: str) -> str:
         data = self.graphql(
             """query Sensor($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
                  __typename ... on Sensor { sensorState { id status } } } }""",
-            {
-                "selector": {
-                    "repositoryLocationName": LOCATION,
-                    "repositoryName": "__repository__",
-                    "sensorName": sensor,
-                }
-            },
+            {"selector": self._sensor_selector(sensor)},
         )
         return data["sensorOrError"]["sensorState"]["id"]
+
+    def sensor_ticks(self, sensor: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The sensor's latest ticks, newest first, each with its log messages."""
+        data = self.graphql(
+            """query Ticks($selector: SensorSelector!, $limit: Int) {
+                 sensorOrError(sensorSelector: $selector) { __typename ... on Sensor {
+                   sensorState { ticks(limit: $limit) {
+                     status timestamp skipReason runIds
+                     logEvents { events { message } } } } } } }""",
+            {"selector": self._sensor_selector(sensor), "limit": limit},
+        )
+        ticks = data["sensorOrError"]["sensorState"]["ticks"]
+        for tick in ticks:
+            tick["messages"] = [e["message"] for e in tick.pop("logEvents")["events"]]
+        return ticks
+
+    def run_messages(self, run_id: str) -> list[str]:
+        """The messages of a run's event log (what the UI's run page lists)."""
+        data = self.graphql(
+            """query Logs($runId: ID!) { logsForRun(runId: $runId, limit: 5000) {
+                 __typename ... on EventConnection { events {
+                   ... on MessageEvent { message } } } } }""",
+            {"runId": run_id},
+        )
+        return [e["message"] for e in data["logsForRun"]["events"] if e.get("message")]
 
     def stop_sensor(self, sensor: str) -> str:
         data = self.graphql(
@@ -218,22 +267,41 @@ class DagsterDev:
         return data["stopSensor"]["instigationState"]["status"]
 
 
-@contextmanager
-def dagster_dev(root: Path, **extra_env: str) -> Iterator[DagsterDev]:
-    """Start `dagster dev` with landing and warehouse directories under `root`; always stop it."""
-    landing = root / "landing"
-    warehouse = root / "warehouse"
-    landing.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+def user_env(root: Path, **extra_env: str) -> dict[str, str]:
+    """The environment of a user's shell for a project whose landing and warehouse directories
+    are under `root`: no pytest or parent-make variables, no Spark endpoint of the caller's."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PYTEST_")
+        and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "DAGSTER_HOME", "MEDALLION_SPARK_REMOTE")
+    }
     env.update(
-        MEDALLION_LANDING_DIR=str(landing),
-        MEDALLION_WAREHOUSE_DIR=str(warehouse),
+        MEDALLION_LANDING_DIR=str(root / "landing"),
+        MEDALLION_WAREHOUSE_DIR=str(root / "warehouse"),
         PYTHONUNBUFFERED="1",
         **extra_env,
     )
-    server = DagsterDev(root, env)
+    (root / "landing").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def dagster_home(root: Path) -> Path:
+    """The DAGSTER_HOME the tests use under `root`, holding the project's dagster.yaml."""
+    home = root / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_DAGSTER_YAML, home / "dagster.yaml")
+    return home
+
+
+@contextmanager
+def dagster_dev(root: Path, **extra_env: str) -> Iterator[DagsterDev]:
+    """Start `make dev` with landing and warehouse directories under `root`; always stop it, and
+    fail if Ctrl-C left anything running."""
+    server = DagsterDev(root, user_env(root, **extra_env))
     try:
         server.start()
         yield server
     finally:
         server.stop()
+        assert server.stopped_cleanly, f"still running after Ctrl-C: {server.survivors}"
