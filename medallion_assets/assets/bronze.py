@@ -26,9 +26,7 @@ from pathlib import Path
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
-    AssetOut,
     AssetSpec,
     BackfillPolicy,
     Config,
@@ -40,6 +38,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from medallion_assets.assets.tables import OWNERS, blocking_check, delta_table
 from medallion_assets.observations import Observed
 from medallion_assets.partitions import InvalidPartitionKey, month_start, monthly_partitions
 from medallion_assets.resources.landing import (
@@ -55,17 +54,14 @@ from medallion_assets.retries import SPARK_RETRY_POLICY, deterministic_failure
 from medallion_assets.schema import (
     BRONZE_EVENTS_SCHEMA,
     BRONZE_REJECTED_SCHEMA,
-    MONTH_COLUMN,
     SOURCE_CSV_OPTIONS,
     SOURCE_READ_SCHEMA,
-    table_schema_metadata,
 )
 from medallion_assets.transforms import VALID, accepted_events, rejected_lines, valid_events
 
 LANDING_EVENTS = ["landing", "events_csv"]
 BRONZE_EVENTS = ["bronze", "events"]
 BRONZE_REJECTED = ["bronze", "events_rejected"]
-OWNERS = ["team:data-engineering"]
 
 WARN_PERCENT_ENV = "MEDALLION_REJECTED_WARN_PERCENT"
 FAIL_PERCENT_ENV = "MEDALLION_REJECTED_FAIL_PERCENT"
@@ -130,41 +126,29 @@ def _percent(configured: float | None, env: str, default: float) -> float:
 
 @multi_asset(
     outs={
-        "events": AssetOut(
-            key=BRONZE_EVENTS,
+        "events": delta_table(
+            BRONZE_EVENTS,
+            schema=BRONZE_EVENTS_SCHEMA,
+            layer="bronze",
             description=(
                 "The month's raw events, typed with a declared schema: event_time as a UTC "
                 "timestamp, price as DECIMAL(12,2), ids as BIGINT, plus month, _source_file and "
                 "_ingested_at. One Delta table partitioned by month."
             ),
-            metadata={
-                "partition_expr": MONTH_COLUMN,
-                "dagster/column_schema": table_schema_metadata(BRONZE_EVENTS_SCHEMA),
-            },
-            kinds={"spark", "deltalake"},
-            owners=OWNERS,
-            tags={"layer": "bronze"},
-            code_version="2",
         ),
-        "events_rejected": AssetOut(
-            key=BRONZE_REJECTED,
+        "events_rejected": delta_table(
+            BRONZE_REJECTED,
+            schema=BRONZE_REJECTED_SCHEMA,
+            layer="bronze",
             description=(
                 "Source lines that could not be parsed (wrong field count, bad number, bad "
                 "timestamp, unknown event type, ...), each with the raw line and the reason."
             ),
-            metadata={
-                "partition_expr": MONTH_COLUMN,
-                "dagster/column_schema": table_schema_metadata(BRONZE_REJECTED_SCHEMA),
-            },
-            kinds={"spark", "deltalake"},
-            owners=OWNERS,
-            tags={"layer": "bronze"},
-            code_version="2",
         ),
     },
     deps=[landing_events_csv],
     check_specs=[
-        AssetCheckSpec(
+        blocking_check(
             LINES_ACCOUNTED_FOR,
             asset=BRONZE_EVENTS,
             description=(
@@ -173,10 +157,8 @@ def _percent(configured: float | None, env: str, default: float) -> float:
                 "non-blank lines minus the header, counted from its bytes), and each table holds "
                 "exactly the rows the parser sent it."
             ),
-            blocking=True,
-            partitions_def=monthly_partitions,
         ),
-        AssetCheckSpec(
+        blocking_check(
             REJECTED_SHARE,
             asset=BRONZE_EVENTS,
             description=(
@@ -184,8 +166,6 @@ def _percent(configured: float | None, env: str, default: float) -> float:
                 "threshold (default 0 %), ERROR above the failing threshold (default 5 %), which "
                 "stops silver and gold for the run."
             ),
-            blocking=True,
-            partitions_def=monthly_partitions,
         ),
     ],
     partitions_def=monthly_partitions,

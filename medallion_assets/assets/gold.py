@@ -22,10 +22,8 @@ from collections.abc import Mapping
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
-    AssetOut,
     BackfillPolicy,
     MetadataValue,
     Output,
@@ -40,8 +38,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from medallion_assets.assets.bronze import OWNERS
 from medallion_assets.assets.silver import SILVER_EVENTS
+from medallion_assets.assets.tables import blocking_check, delta_table
 from medallion_assets.observations import Observed
 from medallion_assets.partitions import monthly_partitions
 from medallion_assets.retries import SPARK_RETRY_POLICY
@@ -49,7 +47,6 @@ from medallion_assets.schema import (
     GOLD_DAILY_FUNNEL_SCHEMA,
     GOLD_REVENUE_BY_BRAND_SCHEMA,
     MONTH_COLUMN,
-    table_schema_metadata,
 )
 from medallion_assets.transforms import daily_funnel, revenue_by_brand
 
@@ -134,41 +131,29 @@ def top_brands(revenue: DataFrame, limit: int = TOP_BRANDS) -> list[TableRecord]
 
 @multi_asset(
     outs={
-        "revenue_by_brand": AssetOut(
-            key=GOLD_REVENUE_BY_BRAND,
+        "revenue_by_brand": delta_table(
+            GOLD_REVENUE_BY_BRAND,
+            schema=GOLD_REVENUE_BY_BRAND_SCHEMA,
+            layer="gold",
             description=(
                 "Per month and brand: total_revenue, the exact DECIMAL sum of price over purchase "
                 "events only, and the number of purchases. Events without a brand form a row "
                 "with brand NULL."
             ),
-            metadata={
-                "partition_expr": MONTH_COLUMN,
-                "dagster/column_schema": table_schema_metadata(GOLD_REVENUE_BY_BRAND_SCHEMA),
-            },
-            kinds={"spark", "deltalake"},
-            owners=OWNERS,
-            tags={"layer": "gold"},
-            code_version="2",
         ),
-        "daily_funnel": AssetOut(
-            key=GOLD_DAILY_FUNNEL,
+        "daily_funnel": delta_table(
+            GOLD_DAILY_FUNNEL,
+            schema=GOLD_DAILY_FUNNEL_SCHEMA,
+            layer="gold",
             description=(
                 "Per UTC day: views, carts, purchases, distinct users, and conversion = "
                 "purchases / views."
             ),
-            metadata={
-                "partition_expr": MONTH_COLUMN,
-                "dagster/column_schema": table_schema_metadata(GOLD_DAILY_FUNNEL_SCHEMA),
-            },
-            kinds={"spark", "deltalake"},
-            owners=OWNERS,
-            tags={"layer": "gold"},
-            code_version="2",
         ),
     },
     ins={"silver": AssetIn(key=SILVER_EVENTS)},
     check_specs=[
-        AssetCheckSpec(
+        blocking_check(
             REVENUE_MATCHES_SILVER,
             asset=GOLD_REVENUE_BY_BRAND,
             additional_deps=[SILVER_EVENTS],
@@ -176,16 +161,12 @@ def top_brands(revenue: DataFrame, limit: int = TOP_BRANDS) -> list[TableRecord]
                 "The run's total revenue and purchases over all brands equal the sum of price "
                 "and the count of silver's purchase events, exactly (DECIMAL)."
             ),
-            blocking=True,
-            partitions_def=monthly_partitions,
         ),
-        AssetCheckSpec(
+        blocking_check(
             FUNNEL_MATCHES_SILVER,
             asset=GOLD_DAILY_FUNNEL,
             additional_deps=[SILVER_EVENTS],
             description="Views, carts and purchases over all days equal silver's event counts.",
-            blocking=True,
-            partitions_def=monthly_partitions,
         ),
     ],
     partitions_def=monthly_partitions,

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
     BackfillPolicy,
@@ -33,12 +32,19 @@ from dagster import (
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from medallion_assets.assets.bronze import BRONZE_EVENTS, OWNERS
+from medallion_assets.assets.bronze import BRONZE_EVENTS
+from medallion_assets.assets.tables import (
+    CODE_VERSION,
+    KINDS,
+    OWNERS,
+    blocking_check,
+    table_metadata,
+)
 from medallion_assets.observations import Observed
 from medallion_assets.partitions import monthly_partitions
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY
-from medallion_assets.schema import MONTH_COLUMN, SILVER_EVENTS_SCHEMA, table_schema_metadata
+from medallion_assets.schema import SILVER_EVENTS_SCHEMA
 from medallion_assets.transforms import COPIES, conform, grouped_events
 
 SILVER_EVENTS = ["silver", "events"]
@@ -52,14 +58,11 @@ USER_ID_NOT_NULL = "silver_user_id_not_null"
     partitions_def=monthly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="silver",
-    kinds={"spark", "deltalake"},
+    kinds=KINDS,
     owners=OWNERS,
     tags={"layer": "silver"},
-    code_version="2",
-    metadata={
-        "partition_expr": MONTH_COLUMN,
-        "dagster/column_schema": table_schema_metadata(SILVER_EVENTS_SCHEMA),
-    },
+    code_version=CODE_VERSION,
+    metadata=table_metadata(SILVER_EVENTS_SCHEMA),
     pool="spark",
     retry_policy=SPARK_RETRY_POLICY,
     description=(
@@ -67,7 +70,7 @@ USER_ID_NOT_NULL = "silver_user_id_not_null"
         "Same columns as bronze/events."
     ),
     check_specs=[
-        AssetCheckSpec(
+        blocking_check(
             ROWS_ACCOUNTED_FOR,
             asset=SILVER_EVENTS,
             additional_deps=[BRONZE_EVENTS],
@@ -76,15 +79,11 @@ USER_ID_NOT_NULL = "silver_user_id_not_null"
                 "user_id, with bronze's rows as its Delta table holds them and silver's as "
                 "committed."
             ),
-            blocking=True,
-            partitions_def=monthly_partitions,
         ),
-        AssetCheckSpec(
+        blocking_check(
             USER_ID_NOT_NULL,
             asset=SILVER_EVENTS,
             description="No silver event without a user_id (the committed files' null counts).",
-            blocking=True,
-            partitions_def=monthly_partitions,
         ),
     ],
 )
