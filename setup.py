@@ -3,7 +3,10 @@ from setuptools import find_packages, setup
 setup(
     name="medallion_assets",
     version="0.1.0",
-    description="Monthly bronze/silver/gold e-commerce event assets: PySpark computes, Delta Lake stores, Dagster orchestrates.",
+    description=(
+        "Monthly bronze/silver/gold e-commerce event assets: PySpark computes, Delta Lake stores, "
+        "Dagster orchestrates."
+    ),
     packages=find_packages(exclude=["medallion_assets_tests", "medallion_assets_tests.*"]),
     python_requires=">=3.10,<3.14",
     install_requires=[
@@ -14,8 +17,8 @@ setup(
         "dagster-pyspark>=0.29,<0.30",
         "dagster-deltalake>=0.29,<0.30",
         "deltalake>=1.6,<2",
-        # The connect extra is the Spark Connect client (grpcio, protobuf, zstandard): `make dev` and
-        # MEDALLION_SPARK_REMOTE use it; the classic local session does not need it.
+        # The connect extra is the Spark Connect client (grpcio, protobuf, zstandard): `make dev`
+        # and MEDALLION_SPARK_REMOTE use it; the classic local session does not need it.
         "pyspark[connect]>=4.0,<4.4",
         "pyarrow>=18",
         "polars>=1.0",

@@ -64,7 +64,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[
+        0
+    ]
     import dagster
     import deltalake
     import duckdb
@@ -100,8 +102,15 @@ def pipeline(name: str, landing: Path, work: Path) -> tuple[Measurement, dict[st
     env.pop("MEDALLION_SPARK_REMOTE", None)  # a classic session per run, as for the CLI
     log = work / f"{name}.log"
     command = [
-        str(BIN / "dagster"), "asset", "materialize", "-m", "medallion_assets.definitions",
-        "--select", "*", "--partition", MONTH,
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "medallion_assets.definitions",
+        "--select",
+        "*",
+        "--partition",
+        MONTH,
     ]
     result = run_measured(name, command, env=env, log_path=str(log))
     shutil.rmtree(home, ignore_errors=True)
@@ -113,7 +122,8 @@ def script(name: str, file: str, csv: Path, work: Path) -> Measurement:
     out = work / f"{name}_out"
     shutil.rmtree(out, ignore_errors=True)
     result = run_measured(
-        name, [sys.executable, str(HERE / file), str(csv), str(out)],
+        name,
+        [sys.executable, str(HERE / file), str(csv), str(out)],
         log_path=str(work / f"{name}.log"),
     )
     shutil.rmtree(out, ignore_errors=True)
@@ -146,8 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.resolve()
     csv = ensure_month(work / f"landing_{args.rows}", args.rows)
     size_mb = csv.stat().st_size / 2**20
-    small = ensure_month(work / f"landing_{args.small_rows}", args.small_rows) if args.small_rows else None
-    print(f"Month {MONTH}: {args.rows:,} rows, {size_mb:,.0f} MiB; {args.rounds} rounds", flush=True)
+    small = (
+        ensure_month(work / f"landing_{args.small_rows}", args.small_rows)
+        if args.small_rows
+        else None
+    )
+    print(
+        f"Month {MONTH}: {args.rows:,} rows, {size_mb:,.0f} MiB; {args.rounds} rounds", flush=True
+    )
 
     runs: dict[str, list[Measurement]] = {}
     steps: dict[str, list[float]] = {}
@@ -161,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         if small is not None:
             plan += [
                 ("pipeline_small", lambda: pipeline("pipeline_small", small.parent, work)),
-                ("notebook_small", lambda: script("notebook_small", "notebook_baseline.py", small, work)),
+                (
+                    "notebook_small",
+                    lambda: script("notebook_small", "notebook_baseline.py", small, work),
+                ),
             ]
         for name, run in plan:
             outcome = run()
@@ -175,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                     steps.setdefault(step, []).append(seconds)
             print(
                 f"  round {round_number} {name:15s} {measurement.seconds:7.1f} s   python peak "
-                f"{measurement.peak_python_mb:6.0f} MiB   JVM peak {measurement.peak_jvm_mb:6.0f} MiB",
+                f"{measurement.peak_python_mb:6.0f} MiB   "
+                f"JVM peak {measurement.peak_jvm_mb:6.0f} MiB",
                 flush=True,
             )
 
@@ -189,20 +209,28 @@ def main(argv: list[str] | None = None) -> int:
         f"\n### {args.rows:,} rows ({size_mb:,.0f} MiB CSV), {args.rounds} rounds, "
         f"{dt.date.today().isoformat()}\n",
         f"Machine: {machine()}\n",
-        "| run | seconds, median (min-max) | peak Python MiB | peak JVM MiB |",
-        "|---|---|---|---|",
+        "| run | wall seconds, median (min-max) | CPU seconds, median | peak Python MiB "
+        "| peak JVM MiB |",
+        "|---|---|---|---|---|",
     ]
     for name, ms in runs.items():
         label = LABELS[name] + (f" ({args.small_rows:,} rows)" if name.endswith("_small") else "")
         block.append(
             f"| {label} | {median_spread([m.seconds for m in ms])} | "
+            f"{statistics.median(m.cpu_seconds for m in ms):.1f} | "
             f"{max(m.peak_python_mb for m in ms):.0f} | {max(m.peak_jvm_mb for m in ms):.0f} |"
         )
     block += ["", *[f"- {label}: **{value:.2f}**" for label, value in ratios.items()]]
+    cpu = {name: statistics.median(m.cpu_seconds for m in ms) for name, ms in runs.items()}
+    block.append(
+        f"- CPU seconds, ours / floor: {cpu['pipeline'] / cpu['floor']:.2f}; "
+        f"notebook / ours: {cpu['notebook'] / cpu['pipeline']:.2f}"
+    )
     if small is not None:
         block.append(
             f"- {args.small_rows:,}-row month through the CLI (target <= 12 s): "
-            f"**{seconds['pipeline_small']:.1f} s** (notebook's approach {seconds['notebook_small']:.1f} s)"
+            f"**{seconds['pipeline_small']:.1f} s** "
+            f"(notebook's approach {seconds['notebook_small']:.1f} s)"
         )
     block += ["", "Pipeline steps, seconds, median (min-max):", ""]
     block += [f"- {step}: {median_spread(values)}" for step, values in steps.items()]

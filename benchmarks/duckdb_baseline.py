@@ -35,7 +35,9 @@ def main(csv_path: str, out_dir: str) -> None:
     con.execute(
         f"""
         CREATE TABLE typed AS
-        SELECT * REPLACE (try_strptime(event_time, '%Y-%m-%d %H:%M:%S UTC')::TIMESTAMPTZ AS event_time),
+        SELECT * REPLACE (
+                   try_strptime(event_time, '%Y-%m-%d %H:%M:%S UTC')::TIMESTAMPTZ AS event_time
+               ),
                DATE '2019-10-01' AS month
         FROM read_csv('{csv_path}', header = true, columns = {columns}, auto_detect = false,
                       store_rejects = true)
@@ -47,11 +49,15 @@ def main(csv_path: str, out_dir: str) -> None:
         AND event_type IN ('view', 'cart', 'remove_from_cart', 'purchase')
         AND product_id IS NOT NULL AND price >= 0 AND price < 1e10 AND price = round(price, 2)
     """
-    con.execute(f"CREATE TABLE bronze AS SELECT * REPLACE (price::DECIMAL(12,2) AS price) "
-                f"FROM typed WHERE {valid}")
+    con.execute(
+        f"CREATE TABLE bronze AS SELECT * REPLACE (price::DECIMAL(12,2) AS price) "
+        f"FROM typed WHERE {valid}"
+    )
     con.execute(f"CREATE TABLE rejected AS SELECT * FROM typed WHERE NOT coalesce({valid}, false)")
     con.execute(f"COPY rejected TO '{out / 'bronze_rejected.parquet'}' (FORMAT parquet)")
-    con.execute(f"COPY (FROM reject_errors) TO '{out / 'bronze_unparsed.parquet'}' (FORMAT parquet)")
+    con.execute(
+        f"COPY (FROM reject_errors) TO '{out / 'bronze_unparsed.parquet'}' (FORMAT parquet)"
+    )
     con.execute(f"COPY bronze TO '{out / 'bronze.parquet'}' (FORMAT parquet)")
     con.execute(
         """
@@ -66,7 +72,7 @@ def main(csv_path: str, out_dir: str) -> None:
         f"""
         COPY (SELECT month, brand, sum(price) AS total_revenue, count(*) AS purchases
               FROM silver WHERE event_type = 'purchase' GROUP BY ALL)
-        TO '{out / 'gold_revenue_by_brand.parquet'}' (FORMAT parquet)
+        TO '{out / "gold_revenue_by_brand.parquet"}' (FORMAT parquet)
         """
     )
     con.execute(
@@ -77,7 +83,7 @@ def main(csv_path: str, out_dir: str) -> None:
                      count(*) FILTER (event_type = 'purchase') AS purchases,
                      count(DISTINCT user_id) AS distinct_users
               FROM silver GROUP BY ALL)
-        TO '{out / 'gold_daily_funnel.parquet'}' (FORMAT parquet)
+        TO '{out / "gold_daily_funnel.parquet"}' (FORMAT parquet)
         """
     )
 

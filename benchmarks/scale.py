@@ -43,10 +43,22 @@ def materialize(name: str, landing: Path, warehouse: Path, work: Path, partition
     home = work / f"{name}_home"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    env = dict(os.environ, MEDALLION_LANDING_DIR=str(landing), MEDALLION_WAREHOUSE_DIR=str(warehouse),
-               DAGSTER_HOME=str(home))
-    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "medallion_assets.definitions",
-               "--select", "*", *partition_args]
+    env = dict(
+        os.environ,
+        MEDALLION_LANDING_DIR=str(landing),
+        MEDALLION_WAREHOUSE_DIR=str(warehouse),
+        DAGSTER_HOME=str(home),
+    )
+    command = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "medallion_assets.definitions",
+        "--select",
+        "*",
+        *partition_args,
+    ]
     result = run_measured(name, command, env=env, log_path=str(work / f"{name}.log"))
     if result.returncode:
         raise SystemExit(f"{name} failed, see {work / (name + '.log')}")
@@ -68,17 +80,26 @@ def main(argv=None) -> int:
         ensure_months(landing, YEAR, args.year_rows)
         warehouse = work / "warehouse_year_single"
         shutil.rmtree(warehouse, ignore_errors=True)
-        single = materialize("year_single_run", landing, warehouse, work,
-                             ["--partition-range", f"{YEAR[0]}...{YEAR[-1]}"])
+        single = materialize(
+            "year_single_run",
+            landing,
+            warehouse,
+            work,
+            ["--partition-range", f"{YEAR[0]}...{YEAR[-1]}"],
+        )
         separate_seconds = 0.0
         warehouse = work / "warehouse_year_separate"
         shutil.rmtree(warehouse, ignore_errors=True)
         for month in YEAR:
-            separate_seconds += materialize(f"year_{month}", landing, warehouse, work,
-                                            ["--partition", month]).seconds
-        text = (f"12-month backfill ({args.year_rows:,} rows a month): one single run {single.seconds:.0f} s "
-                f"(peak JVM {single.peak_jvm_mb:.0f} MiB) vs 12 separate runs {separate_seconds:.0f} s "
-                f"({separate_seconds / single.seconds:.2f}x)")
+            separate_seconds += materialize(
+                f"year_{month}", landing, warehouse, work, ["--partition", month]
+            ).seconds
+        text = (
+            f"12-month backfill ({args.year_rows:,} rows a month): "
+            f"one single run {single.seconds:.0f} s "
+            f"(peak JVM {single.peak_jvm_mb:.0f} MiB) vs 12 separate runs {separate_seconds:.0f} s "
+            f"({separate_seconds / single.seconds:.2f}x)"
+        )
         print(text, flush=True)
         lines.append(text)
 

@@ -92,7 +92,8 @@ def valid_event(month: dt.date) -> Column:
     lo, hi = _month_bounds(month)
     price = c("price")
     text_ok = [
-        F.coalesce(~F.contains(c(name), F.lit(_REPLACEMENT)), F.lit(True)) for name in _STRING_FIELDS
+        F.coalesce(~F.contains(c(name), F.lit(_REPLACEMENT)), F.lit(True))
+        for name in _STRING_FIELDS
     ]
     rule = (
         c(CORRUPT_RECORD).isNull()
@@ -312,7 +313,8 @@ def utc_date(timestamp: Column) -> Column:
 
 
 def daily_funnel(silver: DataFrame) -> DataFrame:
-    """Gold: per UTC day, views, carts, purchases, distinct users and conversion (purchases/views)."""
+    """Gold: per UTC day, views, carts, purchases, distinct users and conversion
+    (purchases / views)."""
 
     def count_of(kind: str) -> Column:
         return F.count_if(F.col("event_type") == kind)

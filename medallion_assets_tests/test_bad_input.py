@@ -263,7 +263,7 @@ def test_malformed_lines_are_kept_aside_with_reasons_and_every_valid_row_lands(
     assert result.success
     assert bronze_rows(warehouse) == expected_rows(good)
     rejected = rows_of(warehouse, "bronze/events_rejected")
-    assert dict(zip(rejected["line"], rejected["reason"])) == bad
+    assert dict(zip(rejected["line"], rejected["reason"], strict=True)) == bad
     assert set(rejected["_source_file"]) == {"2019-Oct.csv"}
     assert set(rejected["month"]) == {dt.date(2019, 10, 1)}
     assert rows_of(warehouse, "silver/events").height == len(good)
@@ -334,4 +334,6 @@ def test_gzip_crlf_bom_and_quoted_commas_are_read_exactly(name, landing_dir, war
     assert {"acme, inc.", ","} <= brands
     assert check_evaluations(result)["bronze_rejected_share"].passed
     gold = rows_of(warehouse, "gold/revenue_by_brand")
-    assert dict(zip(gold["brand"], gold["total_revenue"]))["acme, inc."] == Decimal("10.50")
+    assert dict(zip(gold["brand"], gold["total_revenue"], strict=True))["acme, inc."] == Decimal(
+        "10.50"
+    )

@@ -36,7 +36,7 @@ from medallion_assets_tests.source_lines import (
 MONTHS = ["2019-10", "2019-11"]
 
 
-# -- bronze -----------------------------------------------------------------------------------------
+# -- bronze ---------------------------------------------------------------------------------------
 
 
 def test_bronze_rows_must_add_up_to_the_files_data_lines():
@@ -77,8 +77,11 @@ def test_bronze_counts_missing_from_spark_fail_the_check():
 
 @pytest.mark.parametrize(
     "rejected,passed,severity",
-    [(0, True, AssetCheckSeverity.ERROR), (1, False, AssetCheckSeverity.WARN),
-     (6, False, AssetCheckSeverity.ERROR)],
+    [
+        (0, True, AssetCheckSeverity.ERROR),
+        (1, False, AssetCheckSeverity.WARN),
+        (6, False, AssetCheckSeverity.ERROR),
+    ],
 )
 def test_rejected_share_warns_then_fails(rejected, passed, severity):
     result = rejected_share(
@@ -91,7 +94,7 @@ def test_rejected_share_warns_then_fails(rejected, passed, severity):
 def test_the_failing_threshold_is_set_in_the_run_config(landing_dir, warehouse_dir, monkeypatch):
     monkeypatch.delenv(WARN_PERCENT_ENV, raising=False)
     monkeypatch.delenv(FAIL_PERCENT_ENV, raising=False)
-    lines = good_lines(18) + ["bad line", good_lines(1)[0].replace(",view,", ",click,")]
+    lines = [*good_lines(18), "bad line", good_lines(1)[0].replace(",view,", ",click,")]
     write_source(landing_dir, "2019-Oct.csv", lines)  # 10 % rejected: above the default 5 %
 
     result = run_job(
@@ -130,7 +133,7 @@ def test_nonsensical_thresholds_fail_without_retry(warn, fail, env, monkeypatch)
     assert error.value.allow_retries is False
 
 
-# -- silver -----------------------------------------------------------------------------------------
+# -- silver ---------------------------------------------------------------------------------------
 
 OBSERVED = {"bronze_rows": 10, "null_user_rows": 2, "silver_rows": 7, "duplicates_removed": 1}
 
@@ -154,7 +157,9 @@ def test_silver_rows_add_up_to_bronze():
 )
 def test_silver_accounting_names_what_does_not_add_up(observed, bronze_rows, silver_rows, message):
     result = rows_accounted_for(
-        ["2019-10"], observed, bronze_rows={"2019-10": bronze_rows},
+        ["2019-10"],
+        observed,
+        bronze_rows={"2019-10": bronze_rows},
         silver_rows={"2019-10": silver_rows},
     )
     assert not result.passed and message in result.description
@@ -192,7 +197,7 @@ def test_a_silver_that_loses_a_row_fails_its_check_blocks_gold_and_is_not_retrie
     assert set(DOWNSTREAM_STEPS) - {"gold_aggregates"} <= set(started_steps(result))
 
 
-# -- gold -------------------------------------------------------------------------------------------
+# -- gold -----------------------------------------------------------------------------------------
 
 SILVER_TOTALS = {"revenue": Decimal("10.15"), "purchases": 2, "views": 5, "carts": 1}
 
@@ -249,8 +254,6 @@ def test_gold_checks_pass_on_real_data_with_exact_decimals(landing_dir, warehous
         "gold_funnel_matches_silver",
     }
     assert all(c.passed for c in checks.values())
-    expected = sum(
-        Decimal(line.split(",")[6]) for line in good_lines(75) if ",purchase," in line
-    )
+    expected = sum(Decimal(line.split(",")[6]) for line in good_lines(75) if ",purchase," in line)
     assert checks["gold_revenue_matches_silver"].metadata["silver_revenue"].value == str(expected)
     assert checks["bronze_lines_accounted_for"].metadata["source_data_lines"].value == 75

@@ -8,7 +8,10 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from dagster import AssetIn, BackfillPolicy, DagsterInstance, asset, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
@@ -22,32 +25,48 @@ VALUES: dict[str, list[int]] = {}
 ROWS_OUTSIDE_WINDOW = {"enabled": False}
 
 
-@asset(key=["test", "numbers"], partitions_def=monthly_partitions, metadata={"partition_expr": "month"},
-       backfill_policy=BackfillPolicy.single_run())
+@asset(
+    key=["test", "numbers"],
+    partitions_def=monthly_partitions,
+    metadata={"partition_expr": "month"},
+    backfill_policy=BackfillPolicy.single_run(),
+)
 def numbers(context, spark: SparkSessionResource):
     rows = []
     for key in context.partition_keys:
         month = dt.date.fromisoformat(key + "-01")
-        rows += [(value, month, dt.datetime(month.year, month.month, 2, tzinfo=dt.timezone.utc)) for value in VALUES[key]]
+        rows += [
+            (value, month, dt.datetime(month.year, month.month, 2, tzinfo=dt.timezone.utc))
+            for value in VALUES[key]
+        ]
     if ROWS_OUTSIDE_WINDOW["enabled"]:
         rows.append((-1, dt.date(2021, 1, 1), dt.datetime(2021, 1, 2, tzinfo=dt.timezone.utc)))
     return spark.spark_session.createDataFrame(rows, "value bigint, month date, at timestamp")
 
 
-@asset(key=["test", "doubled"], ins={"numbers": AssetIn(key=["test", "numbers"])},
-       partitions_def=monthly_partitions, metadata={"partition_expr": "month"},
-       backfill_policy=BackfillPolicy.single_run())
+@asset(
+    key=["test", "doubled"],
+    ins={"numbers": AssetIn(key=["test", "numbers"])},
+    partitions_def=monthly_partitions,
+    metadata={"partition_expr": "month"},
+    backfill_policy=BackfillPolicy.single_run(),
+)
 def doubled(numbers):
     return numbers.withColumn("value", F.col("value") * 2)
 
 
-@asset(key=["test", "numbers"], partitions_def=monthly_partitions, metadata={"partition_expr": "month"})
+@asset(
+    key=["test", "numbers"], partitions_def=monthly_partitions, metadata={"partition_expr": "month"}
+)
 def failing_numbers(spark: SparkSessionResource):
     frame = spark.spark_session.createDataFrame(
-        [(i, dt.date(2019, 10, 1), None) for i in range(100)], "value bigint, month date, at timestamp"
+        [(i, dt.date(2019, 10, 1), None) for i in range(100)],
+        "value bigint, month date, at timestamp",
     )
     # Fails inside the executors, in the middle of writing the Parquet files.
-    return frame.withColumn("value", F.when(F.col("value") < 99, F.col("value")).otherwise(F.raise_error(F.lit("boom"))))
+    return frame.withColumn(
+        "value", F.when(F.col("value") < 99, F.col("value")).otherwise(F.raise_error(F.lit("boom")))
+    )
 
 
 @pytest.fixture
@@ -65,8 +84,14 @@ def run(assets, resources, *, key=None, start=None, end=None, raise_on_error=Tru
     tags = {}
     if start:
         tags = {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
-    return materialize(assets, resources=resources, partition_key=key, tags=tags,
-                       raise_on_error=raise_on_error, instance=instance or DagsterInstance.ephemeral())
+    return materialize(
+        assets,
+        resources=resources,
+        partition_key=key,
+        tags=tags,
+        raise_on_error=raise_on_error,
+        instance=instance or DagsterInstance.ephemeral(),
+    )
 
 
 def table_dir(tmp_path, name="numbers") -> Path:
@@ -74,8 +99,10 @@ def table_dir(tmp_path, name="numbers") -> Path:
 
 
 def data_files(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in directory.rglob("*.parquet")}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in directory.rglob("*.parquet")
+    }
 
 
 def test_round_trip_through_an_upstream_and_a_downstream_asset(tmp_path, resources):
@@ -91,21 +118,29 @@ def test_round_trip_through_an_upstream_and_a_downstream_asset(tmp_path, resourc
     metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
     assert metadata["dagster/row_count"].value == 3
     assert metadata["dagster/partition_row_count"].value == 3
-    assert [c.name for c in metadata["dagster/column_schema"].schema.columns] == ["value", "month", "at"]
+    assert [c.name for c in metadata["dagster/column_schema"].schema.columns] == [
+        "value",
+        "month",
+        "at",
+    ]
     assert metadata["delta/version"].value == "0"  # an identifier, not a measurement
     assert metadata["delta/table_uri"].value == str(table_dir(tmp_path))
     commit = table.history(1)[0]
     assert commit["dagster_run_id"] == result.run_id
     assert commit["dagster_asset_key"] == "test/numbers"
     assert commit["dagster_partitions"] == "2019-10...2019-10"
-    assert not (table_dir(tmp_path) / "_staging").exists() or not any((table_dir(tmp_path) / "_staging").iterdir())
+    assert not (table_dir(tmp_path) / "_staging").exists() or not any(
+        (table_dir(tmp_path) / "_staging").iterdir()
+    )
 
 
 def test_rematerializing_one_month_leaves_the_other_months_files_identical(tmp_path, resources):
     VALUES.update({"2019-10": [1, 2], "2019-11": [10, 20, 30]})
     run([numbers], resources, key="2019-10")
     run([numbers], resources, key="2019-11")
-    november_before = {k: v for k, v in data_files(table_dir(tmp_path)).items() if "2019-11-01" in k}
+    november_before = {
+        k: v for k, v in data_files(table_dir(tmp_path)).items() if "2019-11-01" in k
+    }
     VALUES["2019-10"] = [7]
     result = run([numbers], resources, key="2019-10")
     files_after = data_files(table_dir(tmp_path))
@@ -114,7 +149,10 @@ def test_rematerializing_one_month_leaves_the_other_months_files_identical(tmp_p
     assert frame["value"].to_list() == [7, 10, 20, 30]
     assert DeltaTable(str(table_dir(tmp_path))).version() == 2
     metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
-    assert metadata["dagster/row_count"].value == 4 and metadata["dagster/partition_row_count"].value == 1
+    assert (
+        metadata["dagster/row_count"].value == 4
+        and metadata["dagster/partition_row_count"].value == 1
+    )
 
 
 def test_a_month_range_is_one_commit_replacing_exactly_those_months(tmp_path, resources):
@@ -128,12 +166,18 @@ def test_a_month_range_is_one_commit_replacing_exactly_those_months(tmp_path, re
     assert table.history(1)[0]["dagster_partitions"] == "2019-11...2019-12"
     assert sorted(pl.read_delta(str(table_dir(tmp_path)))["value"].to_list()) == [1, 200, 201, 300]
     # The downstream asset read only the two months of the run.
-    assert sorted(pl.read_delta(str(table_dir(tmp_path, "doubled")))["value"].to_list()) == [400, 402, 600]
+    assert sorted(pl.read_delta(str(table_dir(tmp_path, "doubled")))["value"].to_list()) == [
+        400,
+        402,
+        600,
+    ]
     metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
     assert metadata["rows_per_month"].value == {"2019-11": 2, "2019-12": 1}
 
 
-def test_a_write_failing_in_the_executors_leaves_the_table_and_its_files_unchanged(tmp_path, resources):
+def test_a_write_failing_in_the_executors_leaves_the_table_and_its_files_unchanged(
+    tmp_path, resources
+):
     VALUES.update({"2019-10": [1, 2]})
     run([numbers], resources, key="2019-10")
     before = data_files(table_dir(tmp_path))
@@ -150,13 +194,21 @@ def test_a_failing_commit_removes_the_files_it_wrote(tmp_path, resources):
     run([numbers], resources, key="2019-10")
     before = data_files(table_dir(tmp_path))
 
-    @asset(key=["test", "numbers"], partitions_def=monthly_partitions, metadata={"partition_expr": "month"})
+    @asset(
+        key=["test", "numbers"],
+        partitions_def=monthly_partitions,
+        metadata={"partition_expr": "month"},
+    )
     def numbers_with_another_schema(spark: SparkSessionResource):
-        return spark.spark_session.createDataFrame([("x", dt.date(2019, 10, 1))], "value string, month date")
+        return spark.spark_session.createDataFrame(
+            [("x", dt.date(2019, 10, 1))], "value string, month date"
+        )
 
     result = run([numbers_with_another_schema], resources, key="2019-10", raise_on_error=False)
     assert not result.success
-    assert "differs from the table's" in str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "differs from the table's" in str(
+        result.get_step_failure_events()[0].step_failure_data.error
+    )
     assert data_files(table_dir(tmp_path)) == before
     assert DeltaTable(str(table_dir(tmp_path))).version() == 0
 
@@ -169,7 +221,9 @@ def test_rows_outside_the_runs_months_are_refused(tmp_path, resources):
     finally:
         ROWS_OUTSIDE_WINDOW["enabled"] = False
     assert not result.success
-    assert "outside the run's partitions" in str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "outside the run's partitions" in str(
+        result.get_step_failure_events()[0].step_failure_data.error
+    )
     assert not (table_dir(tmp_path) / "_delta_log").exists()
     assert data_files(table_dir(tmp_path)) == {}
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 from dagster import DagsterInstance
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from deltalake import DeltaTable
 
 from medallion_assets.definitions import defs
@@ -24,7 +27,8 @@ ROWS = 4000
 
 
 def expected_from_csv(paths: list[Path]):
-    """Bronze count, silver count, revenue by (month, brand) and the daily funnel, from the files."""
+    """Bronze count, silver count, revenue by (month, brand) and the daily funnel, from the
+    files."""
     bronze = 0
     silver: set[tuple] = set()
     for path in paths:
@@ -36,7 +40,9 @@ def expected_from_csv(paths: list[Path]):
                 if row[7] != "":
                     silver.add(tuple(row))
     revenue: dict[tuple, list] = defaultdict(lambda: [Decimal("0"), 0])
-    funnel: dict[dt.date, dict] = defaultdict(lambda: {"view": 0, "cart": 0, "purchase": 0, "users": set()})
+    funnel: dict[dt.date, dict] = defaultdict(
+        lambda: {"view": 0, "cart": 0, "purchase": 0, "users": set()}
+    )
     for row in silver:
         when = dt.datetime.strptime(row[0], "%Y-%m-%d %H:%M:%S UTC")
         month = when.strftime("%Y-%m")
@@ -61,7 +67,10 @@ def test_two_months_in_one_run_match_an_independent_computation(two_months, ware
     job = defs.resolve_job_def("medallion_monthly")
     result = job.execute_in_process(
         instance=DagsterInstance.ephemeral(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: MONTHS[0], ASSET_PARTITION_RANGE_END_TAG: MONTHS[-1]},
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: MONTHS[0],
+            ASSET_PARTITION_RANGE_END_TAG: MONTHS[-1],
+        },
     )
     assert result.success
     bronze_rows, silver_rows, revenue, funnel = expected_from_csv(two_months)
@@ -85,7 +94,10 @@ def test_two_months_in_one_run_match_an_independent_computation(two_months, ware
     for r in daily.iter_rows(named=True):
         want = funnel[r["date"]]
         assert (r["views"], r["carts"], r["purchases"], r["distinct_users"]) == (
-            want["view"], want["cart"], want["purchase"], len(want["users"])
+            want["view"],
+            want["cart"],
+            want["purchase"],
+            len(want["users"]),
         )
         assert r["conversion"] == pytest.approx(want["purchase"] / want["view"])
 
@@ -98,15 +110,34 @@ def test_two_months_in_one_run_match_an_independent_computation(two_months, ware
 
 
 @pytest.mark.slow
-def test_the_dagster_cli_materializes_a_month_into_the_configured_directories(two_months, landing_dir, warehouse_dir, tmp_path):
-    env = dict(os.environ, MEDALLION_LANDING_DIR=str(landing_dir), MEDALLION_WAREHOUSE_DIR=str(warehouse_dir),
-               DAGSTER_HOME=str(tmp_path / "dagster_home"))
+def test_the_dagster_cli_materializes_a_month_into_the_configured_directories(
+    two_months, landing_dir, warehouse_dir, tmp_path
+):
+    env = dict(
+        os.environ,
+        MEDALLION_LANDING_DIR=str(landing_dir),
+        MEDALLION_WAREHOUSE_DIR=str(warehouse_dir),
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+    )
     (tmp_path / "dagster_home").mkdir()
     dagster = Path(sys.executable).parent / "dagster"
     completed = subprocess.run(
-        [str(dagster), "asset", "materialize", "-m", "medallion_assets.definitions", "--select", "*",
-         "--partition", "2019-10"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "medallion_assets.definitions",
+            "--select",
+            "*",
+            "--partition",
+            "2019-10",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     bronze_rows, silver_rows, revenue, _ = expected_from_csv(two_months[:1])
@@ -114,7 +145,7 @@ def test_the_dagster_cli_materializes_a_month_into_the_configured_directories(tw
     assert pl.read_delta(str(warehouse_dir / "silver" / "events")).height == silver_rows
     gold = pl.read_delta(str(warehouse_dir / "gold" / "revenue_by_brand"))
     assert set(gold["month"].to_list()) == {dt.date(2019, 10, 1)}
-    assert dict(zip(gold["brand"].to_list(), gold["total_revenue"].to_list())) == {
+    assert dict(zip(gold["brand"].to_list(), gold["total_revenue"].to_list(), strict=True)) == {
         brand: total for (_, brand), (total, _) in revenue.items()
     }
 
@@ -123,9 +154,22 @@ def test_the_dagster_cli_materializes_a_month_into_the_configured_directories(tw
 def test_an_unknown_partition_key_is_rejected_by_the_cli(tmp_path):
     dagster = Path(sys.executable).parent / "dagster"
     completed = subprocess.run(
-        [str(dagster), "asset", "materialize", "-m", "medallion_assets.definitions", "--select", "*",
-         "--partition", "2019-13"],
-        env=dict(os.environ, DAGSTER_HOME=str(tmp_path)), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "medallion_assets.definitions",
+            "--select",
+            "*",
+            "--partition",
+            "2019-13",
+        ],
+        env=dict(os.environ, DAGSTER_HOME=str(tmp_path)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode != 0
     assert "2019-13" in completed.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import Row
 
+from medallion_assets.assets.bronze import read_source
 from medallion_assets.schema import (
     BRONZE_EVENTS_SCHEMA,
     BRONZE_REJECTED_SCHEMA,
@@ -15,7 +16,6 @@ from medallion_assets.schema import (
     GOLD_REVENUE_BY_BRAND_SCHEMA,
     SOURCE_HEADER,
 )
-from medallion_assets.assets.bronze import read_source
 from medallion_assets.transforms import (
     accepted_events,
     clean_events,
@@ -28,7 +28,10 @@ from medallion_assets.transforms import (
 OCT = dt.date(2019, 10, 1)
 INGESTED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 UTC = dt.timezone.utc
-GOOD = "2019-10-01 00:00:07 UTC,view,1004856,2053013555631882655,electronics.smartphone,samsung,130.76,543272936,8187d148-3c41-46d4-b0c0-9c08cd9dc564"
+GOOD = (
+    "2019-10-01 00:00:07 UTC,view,1004856,2053013555631882655,electronics.smartphone,samsung,"
+    "130.76,543272936,8187d148-3c41-46d4-b0c0-9c08cd9dc564"
+)
 
 
 def parse_file(spark, path, month=OCT):
@@ -107,7 +110,8 @@ def test_a_line_that_is_not_utf8_is_rejected_not_mangled(spark, tmp_path):
     path = tmp_path / "2019-Oct.csv"
     path.write_bytes(
         (SOURCE_HEADER + "\n" + GOOD + "\n").encode()
-        + GOOD.replace("samsung", "sams\xfcng").encode("latin-1") + b"\n"
+        + GOOD.replace("samsung", "sams\xfcng").encode("latin-1")
+        + b"\n"
     )
     events, rejected = parse_file(spark, path)
     rejected = rejected.collect()
@@ -217,7 +221,9 @@ def test_revenue_counts_purchases_only_exactly_and_keeps_null_brand(spark):
         _event("2019-10-01 10:00:06", "view", brand="samsung", price="100.00"),
     ]
     revenue = revenue_by_brand(bronze(spark, rows))
-    assert [f.dataType for f in revenue.schema] == [f.dataType for f in GOLD_REVENUE_BY_BRAND_SCHEMA]
+    assert [f.dataType for f in revenue.schema] == [
+        f.dataType for f in GOLD_REVENUE_BY_BRAND_SCHEMA
+    ]
     got = {r.brand: (r.total_revenue, r.purchases) for r in revenue.collect()}
     # 0.10 + 0.20 is exactly 0.30 in DECIMAL (a double sum would give 0.30000000000000004).
     assert got == {"apple": (Decimal("0.30"), 2), None: (Decimal("5.05"), 2)}

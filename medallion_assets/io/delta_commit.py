@@ -184,7 +184,9 @@ def nullable(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in schema])
 
 
-def open_table(table_uri: str, storage_options: Mapping[str, str] | None = None) -> DeltaTable | None:
+def open_table(
+    table_uri: str, storage_options: Mapping[str, str] | None = None
+) -> DeltaTable | None:
     try:
         return DeltaTable(table_uri, storage_options=dict(storage_options or {}))
     except TableNotFoundError:
@@ -398,10 +400,10 @@ def live_files(
         else [None] * len(paths)
     )
     if partition_column is None:
-        return [(p, None, r) for p, r in zip(paths, records)]
+        return [(p, None, r) for p, r in zip(paths, records, strict=True)]
     parts = actions.column(f"partition.{partition_column}").to_pylist()
     out = []
-    for path, part, rec in zip(paths, parts, records):
+    for path, part, rec in zip(paths, parts, records, strict=True):
         part_str = part.isoformat() if isinstance(part, dt.date) else part
         if wanted is None or part_str in wanted:
             out.append((path, part_str, rec))

@@ -36,6 +36,7 @@ log's partition values.
 """
 
 
+import contextlib
 import posixpath
 import uuid
 from collections import defaultdict
@@ -142,16 +143,12 @@ class SparkDeltaIOManager(ConfigurableIOManager):
             )
         except BaseException:
             for relative in promoted:
-                try:
+                with contextlib.suppress(OSError):
                     fs.delete_file(posixpath.join(table_path, relative))
-                except OSError:
-                    pass
             raise
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 fs.delete_dir(staging)
-            except (OSError, FileNotFoundError):
-                pass
 
         rows_per_month: dict[str, int] = defaultdict(int)
         for f in files:

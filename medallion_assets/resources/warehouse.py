@@ -112,9 +112,10 @@ class Warehouse(ConfigurableResource):
         actions = pa.table(table.get_add_actions(flatten=True))
         stat = f"null_count.{column}"
         parts = actions.column(f"partition.{MONTH_COLUMN}").to_pylist()
-        nulls = (
-            actions.column(stat).to_pylist() if stat in actions.column_names else [None] * len(parts)
-        )
+        if stat in actions.column_names:
+            nulls = actions.column(stat).to_pylist()
+        else:
+            nulls = [None] * len(parts)
         for part, count in zip(parts, nulls, strict=True):
             part = part.isoformat() if isinstance(part, dt.date) else part
             if part not in wanted:
