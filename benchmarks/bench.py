@@ -44,7 +44,7 @@ from measure import Measurement, run_measured  # noqa: E402
 
 MONTH = "2019-10"
 BIN = Path(sys.executable).parent
-_STEP_RE = re.compile(r'Finished execution of step "([^"]+)" in ([0-9.]+)(ms|s)')
+_STEP_RE = re.compile(r'Finished execution of step "([^"]+)" in ((?:[0-9]+m)?[0-9.]+)(ms|s)')
 LABELS = {
     "pipeline": "our pipeline (dagster CLI, checks and Delta commits included)",
     "floor": "floor: plain Spark script, typed read, no validation or checks",
@@ -84,7 +84,9 @@ def step_seconds(log_path: Path) -> dict[str, float]:
     """Each step's duration as Dagster logged it."""
     steps = {}
     for name, value, unit in _STEP_RE.findall(log_path.read_text(errors="replace")):
-        steps[name] = float(value) / (1000 if unit == "ms" else 1)
+        minutes, _, rest = value.rpartition("m")
+        seconds = float(rest) / (1000 if unit == "ms" else 1)
+        steps[name] = 60 * float(minutes or 0) + seconds
     return steps
 
 

@@ -267,26 +267,23 @@ def _raw_name(column: str) -> str:
 
 
 COPIES = "_copies"
-_DEDUP_KEY = [*SOURCE_COLUMNS, MONTH_COLUMN]
+# The nine source columns say what an event is; ``month`` keeps the shuffle within a month, and
+# the bookkeeping columns are the same for every row of a month (a month is always written whole,
+# from one file, by one run), so grouping by them separates nothing.
+_DEDUP_KEY = [*SOURCE_COLUMNS, MONTH_COLUMN, "_source_file", "_ingested_at"]
 
 
 def grouped_events(bronze: DataFrame) -> DataFrame:
     """Bronze events with a user, one row per distinct event, with ``_copies``: how many bronze
     rows it stands for.
 
-    This is the de-duplication `DataFrame.dropDuplicates` does (one aggregation keyed by the
-    columns, keeping the first value of the others), with the copy count kept so that the rows
-    removed can be counted as the rows flow, rather than by a second pass.
-
-    ``month`` joins the key only so that the shuffle stays within a month; it is a function of
-    ``event_time``, so it never separates two copies of one event.
+    This is the de-duplication `DataFrame.dropDuplicates` does, with the copy count kept so that
+    the rows removed are counted as the rows flow rather than by a second pass. Every column is a
+    grouping key: `dropDuplicates` on a subset keeps ``first()`` of the others, whose string
+    buffer Spark's hash aggregation cannot hold, and the fallback costs a sort.
     """
     with_user = bronze.where(F.col("user_id").isNotNull())
-    return with_user.groupBy(*_DEDUP_KEY).agg(
-        F.first("_source_file").alias("_source_file"),
-        F.first("_ingested_at").alias("_ingested_at"),
-        F.count(F.lit(1)).alias(COPIES),
-    )
+    return with_user.groupBy(*_DEDUP_KEY).agg(F.count(F.lit(1)).alias(COPIES))
 
 
 def clean_events(bronze: DataFrame) -> DataFrame:
