@@ -9,7 +9,7 @@ ROWS ?= 100000
 LANDING := $(or $(MEDALLION_LANDING_DIR),data/landing)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: run test lint dev bench bench-scale install java test-system-deps clean
+.PHONY: run test lint dev bench-dev bench bench-scale install java test-system-deps clean
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ SPARK_RUNS ?= 1
 dev: java $(STAMP)
 	$(BIN)/python -m medallion_assets.dev --workspace workspace.yaml --port $(PORT) \
 		--connect-port $(CONNECT_PORT) --connect-memory $(CONNECT_MEMORY) --spark-runs $(SPARK_RUNS)
+
+## make bench-dev: make dev's latency from a file moved into landing to gold, 1,000-row months on the
+## warm server vs a fresh one vs a JVM per run, eight months at once (about 15 minutes).
+bench-dev: java $(STAMP)
+	$(BIN)/python benchmarks/dev_latency.py
 
 ## make bench: one month (BENCH_ROWS=5000000 by default) through our pipeline, a plain Spark script, the
 ## old notebook's approach and DuckDB; prints ratios and appends to benchmarks/RESULTS.md.

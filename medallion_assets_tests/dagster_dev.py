@@ -192,7 +192,7 @@ class DagsterDev:
         data = self.graphql(
             """query Runs($filter: RunsFilter) { runsOrError(filter: $filter) {
                  __typename ... on Runs { results {
-                   runId status startTime endTime jobName
+                   runId status creationTime startTime endTime jobName
                    tags { key value } } }
                  ... on PythonError { message } } }""",
             {"filter": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}},
