@@ -1,12 +1,14 @@
-"""Gold: the month's business aggregates, both computed in one step from one read of silver; and
-gold's checks.
+"""Gold: the month's business aggregates, both computed in one step; and gold's checks.
 
-Silver is read once: the columns both aggregates need are kept by Spark after the first
-aggregation (memory, spilling to disk), so the second one reads them from there instead of
-scanning silver's files again. On the way in, an observation totals silver's purchase revenue and
-counts each kind of event; on the way out, observations total what each gold table received. The
-checks compare the two, so a gold table that lost or invented a row fails without any table being
-read again:
+Each aggregate reads from silver's Parquet files only the columns it needs (revenue: month,
+brand, event_type, price; the funnel: month, event_time, event_type, user_id), so the two scans
+share little more than ``event_type``. Keeping those columns in Spark's cache to feed both from
+one scan was measured to cost more: on a 5M-row month, 9.4-15.0 CPU seconds against 3.4-5.8 for
+the two column-pruned scans (2 cores). One step instead of two saves the second step's start.
+
+On the way in, an observation totals silver's purchase revenue and counts each kind of event; on
+the way out, observations total what each gold table received. The checks compare the two, so a
+gold table that lost or invented a row fails without any table being read again:
 
 - ``gold_revenue_matches_silver``: total revenue and purchases over all brands = silver's.
 - ``gold_funnel_matches_silver``: views, carts and purchases over all days = silver's counts.
@@ -34,7 +36,6 @@ from dagster import (
     TableSchema,
     multi_asset,
 )
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -46,7 +47,6 @@ from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets.schema import (
     GOLD_DAILY_FUNNEL_SCHEMA,
     GOLD_REVENUE_BY_BRAND_SCHEMA,
-    MONTH_COLUMN,
 )
 from medallion_assets.transforms import daily_funnel, revenue_by_brand
 
@@ -57,8 +57,6 @@ FUNNEL_MATCHES_SILVER = "gold_funnel_matches_silver"
 
 TOP_BRANDS = 10
 COLUMN_LINEAGE = "dagster/column_lineage"
-# What either aggregate reads of silver.
-_SILVER_COLUMNS = [MONTH_COLUMN, "event_time", "event_type", "brand", "price", "user_id"]
 _ZERO = decimal.Decimal("0.00")
 
 
@@ -183,13 +181,12 @@ def gold_aggregates(context: AssetExecutionContext, silver: DataFrame):
         views=F.count_if(F.col("event_type") == "view"),
         carts=F.count_if(F.col("event_type") == "cart"),
     )
-    shared = source.attach(silver.select(*_SILVER_COLUMNS)).persist(StorageLevel.MEMORY_AND_DISK)
+    revenue_out = Observed(
+        "gold_revenue", revenue=F.sum("total_revenue"), purchases=F.sum("purchases")
+    )
+    # Kept (a row per brand and month), so that the preview and the write share one aggregation.
+    revenue = revenue_out.attach(revenue_by_brand(silver)).persist()
     try:
-        revenue_out = Observed(
-            "gold_revenue", revenue=F.sum("total_revenue"), purchases=F.sum("purchases")
-        )
-        # Kept too, so that the preview and the write share one aggregation.
-        revenue = revenue_out.attach(revenue_by_brand(shared)).persist()
         yield Output(
             revenue,
             output_name="revenue_by_brand",
@@ -198,22 +195,20 @@ def gold_aggregates(context: AssetExecutionContext, silver: DataFrame):
                 "top_brands": MetadataValue.table(top_brands(revenue), schema=TOP_BRANDS_SCHEMA),
             },
         )
-        funnel_out = Observed(
-            "gold_funnel",
-            views=F.sum("views"),
-            carts=F.sum("carts"),
-            purchases=F.sum("purchases"),
-        )
-        yield Output(
-            funnel_out.attach(daily_funnel(shared)),
-            output_name="daily_funnel",
-            metadata={COLUMN_LINEAGE: DAILY_FUNNEL_LINEAGE},
-        )
     finally:
-        shared.unpersist()
+        revenue.unpersist()
+    funnel_out = Observed(
+        "gold_funnel", views=F.sum("views"), carts=F.sum("carts"), purchases=F.sum("purchases")
+    )
+    # Silver's totals are taken on the funnel's scan of silver, a different pass from the one that
+    # built revenue_by_brand: the revenue check compares two independent computations.
+    yield Output(
+        funnel_out.attach(daily_funnel(source.attach(silver))),
+        output_name="daily_funnel",
+        metadata={COLUMN_LINEAGE: DAILY_FUNNEL_LINEAGE},
+    )
     silver_totals = source.values() or {}
     yield revenue_matches_silver(silver_totals, revenue_out.values() or {})
-    revenue.unpersist()
     yield funnel_matches_silver(silver_totals, funnel_out.values() or {})
 
 
