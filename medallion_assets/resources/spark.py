@@ -67,6 +67,12 @@ CONNECT_SESSION_CONF: dict[str, str] = {
 CONNECT_CLIENT_RETRIES = {"max_retries": 4, "initial_backoff": 100, "max_backoff": 2000}
 
 
+# The Connect sessions this module created and that are still open, by endpoint: the resource
+# instances of one run (the assets' and the IO manager's) share one, as they share one classic
+# session, so DataFrames of one run never mix two server-side sessions.
+_OPEN_CONNECT_SESSIONS: dict[str, SparkSession] = {}
+
+
 class SparkConnectUnavailable(RuntimeError):
     """The Spark Connect endpoint did not answer. Transient (a server restarting, a network
     blip), so the step's retry policy applies."""
@@ -230,9 +236,13 @@ class SparkSessionResource(PySparkResource):
         this client's session, is met with a new session instead of a failed step.
         """
         current = self._spark_session
+        if current is None or current.is_stopped:
+            current = _OPEN_CONNECT_SESSIONS.get(remote)
+            self._owns_session = False
         if current is not None and not current.is_stopped:
             try:
                 check_answers(current, remote)
+                self._spark_session = current
                 return
             except SparkConnectUnavailable:
                 _close_quietly(current)
@@ -244,6 +254,7 @@ class SparkSessionResource(PySparkResource):
         started = time.monotonic()
         self._spark_session = connect_session(remote, self.effective_config())
         self._owns_session = True
+        _OPEN_CONNECT_SESSIONS[remote] = self._spark_session
         get_dagster_logger().info(
             f"Spark: a Spark Connect client of {remote} (server-side session "
             f"{self._spark_session.session_id}), ready in {time.monotonic() - started:.2f} s."
@@ -276,4 +287,7 @@ class SparkSessionResource(PySparkResource):
         session = self._spark_session
         if session is not None and self.owns_session:
             session.stop()
+            remote = self.resolved_remote()
+            if remote and _OPEN_CONNECT_SESSIONS.get(remote) is session:
+                del _OPEN_CONNECT_SESSIONS[remote]
         self._spark_session = None
