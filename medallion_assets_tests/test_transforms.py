@@ -210,6 +210,35 @@ def test_silver_drops_null_users_and_exact_duplicates_only(spark):
     assert all(r.user_id is not None for r in silver)
 
 
+def test_silver_puts_back_the_bookkeeping_columns_it_kept_out_of_the_shuffle(spark):
+    nov = dt.date(2019, 11, 1)
+    november = Row(
+        **{
+            **_event("2019-11-01 00:00:01", "view").asDict(),
+            "month": nov,
+            "_source_file": "2019-11.csv.gz",
+        }
+    )
+    rows = [
+        _event("2019-10-01 00:00:01", "view"),
+        _event("2019-10-01 00:00:01", "view"),
+        _event("2019-10-02 00:00:01", "cart"),
+        november,
+    ]
+    frame = bronze(spark, rows)
+    constants = {
+        OCT: {"_source_file": "2019-Oct.csv", "_ingested_at": INGESTED},
+        nov: {"_source_file": "2019-11.csv.gz", "_ingested_at": INGESTED},
+    }
+    with_constants = clean_events(frame, constants).collect()
+    assert sorted(with_constants) == sorted(clean_events(frame).collect())
+    assert sorted((r.month, r._source_file) for r in with_constants) == [
+        (OCT, "2019-Oct.csv"),
+        (OCT, "2019-Oct.csv"),
+        (nov, "2019-11.csv.gz"),
+    ]
+
+
 def test_revenue_counts_purchases_only_exactly_and_keeps_null_brand(spark):
     rows = [
         _event("2019-10-01 10:00:00", "view", brand="apple", price="999.99"),

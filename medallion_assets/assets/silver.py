@@ -41,7 +41,7 @@ from medallion_assets.assets.tables import (
     table_metadata,
 )
 from medallion_assets.observations import Observed
-from medallion_assets.partitions import monthly_partitions
+from medallion_assets.partitions import month_start, monthly_partitions
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets.schema import SILVER_EVENTS_SCHEMA
@@ -99,7 +99,12 @@ def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: 
         silver_rows=F.count(F.lit(1)),
         duplicates_removed=F.coalesce(F.sum(F.col(COPIES) - 1), F.lit(0)),
     )
-    events = kept.attach(grouped_events(read.attach(bronze)))
+    # The bookkeeping columns are constant within a month; when bronze's log proves it, they stay
+    # out of the shuffle.
+    constants = warehouse.month_constants(BRONZE_EVENTS, ["_source_file", "_ingested_at"], months)
+    if constants is not None:
+        constants = {month_start(m): c for m, c in constants.items()}
+    events = kept.attach(grouped_events(read.attach(bronze), constants))
     yield Output(conform(events, SILVER_EVENTS_SCHEMA))
 
     counts = {**(read.values() or {}), **(kept.values() or {})}

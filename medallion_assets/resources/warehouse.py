@@ -127,6 +127,47 @@ class Warehouse(ConfigurableResource):
                 counts[key] += count
         return counts
 
+    def month_constants(
+        self, asset_path: Sequence[str], columns: Sequence[str], months: Sequence[str]
+    ) -> dict[str, dict[str, object]] | None:
+        """For each month key, the one value each of ``columns`` holds in every row, read from the
+        files' min/max/null statistics in the log; None unless every such column is provably
+        constant (same min and max in every file, no null) in every month that has rows.
+
+        A month without rows maps its columns to None. The log keeps timestamps to the
+        millisecond and rounds a maximum up, so a value it cannot hold exactly is never constant.
+        """
+        table = self.open_table(asset_path)
+        if table is None:
+            return None
+        actions = pa.table(table.get_add_actions(flatten=True))
+        names = actions.column_names
+        wanted = {month_value(m): m for m in months}
+        found: dict[str, dict[str, set]] = {m: {c: set() for c in columns} for m in months}
+        parts = actions.column(f"partition.{MONTH_COLUMN}").to_pylist()
+        records = actions.column("num_records").to_pylist()
+        for column in columns:
+            if any(f"{kind}.{column}" not in names for kind in ("min", "max", "null_count")):
+                return None
+            lows = actions.column(f"min.{column}").to_pylist()
+            highs = actions.column(f"max.{column}").to_pylist()
+            nulls = actions.column(f"null_count.{column}").to_pylist()
+            for part, rows, low, high, null in zip(
+                parts, records, lows, highs, nulls, strict=True
+            ):
+                part = part.isoformat() if isinstance(part, dt.date) else part
+                if part not in wanted or not rows:
+                    continue
+                if low is None or low != high or null:
+                    return None
+                found[wanted[part]][column].add(low)
+        constants: dict[str, dict[str, object]] = {}
+        for month, values in found.items():
+            if any(len(v) > 1 for v in values.values()):
+                return None
+            constants[month] = {c: next(iter(v), None) for c, v in values.items()}
+        return constants
+
     # -- reading with Spark ----------------------------------------------------------------------
     def read_months(
         self,
