@@ -14,8 +14,9 @@ from dagster._core.storage.tags import (
 )
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from medallion_assets.io.delta_io_manager import MissingUpstreamData, SparkDeltaIOManager
+from medallion_assets.io.delta_io_manager import MissingUpstreamData, NoRows, SparkDeltaIOManager
 from medallion_assets.partitions import monthly_partitions
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.warehouse import Warehouse
@@ -32,6 +33,10 @@ ROWS_OUTSIDE_WINDOW = {"enabled": False}
     backfill_policy=BackfillPolicy.single_run(),
 )
 def numbers(context, spark: SparkSessionResource):
+    return numbers_frame(context, spark)
+
+
+def numbers_frame(context, spark: SparkSessionResource):
     rows = []
     for key in context.partition_keys:
         month = dt.date.fromisoformat(key + "-01")
@@ -42,6 +47,22 @@ def numbers(context, spark: SparkSessionResource):
     if ROWS_OUTSIDE_WINDOW["enabled"]:
         rows.append((-1, dt.date(2021, 1, 1), dt.datetime(2021, 1, 2, tzinfo=dt.timezone.utc)))
     return spark.spark_session.createDataFrame(rows, "value bigint, month date, at timestamp")
+
+
+NO_ROWS = {"enabled": False}
+
+
+@asset(
+    key=["test", "numbers"],
+    partitions_def=monthly_partitions,
+    metadata={"partition_expr": "month"},
+    backfill_policy=BackfillPolicy.single_run(),
+)
+def numbers_or_no_rows(context, spark: SparkSessionResource):
+    """`numbers`, or, when NO_ROWS says so, the months declared empty without a DataFrame."""
+    if NO_ROWS["enabled"]:
+        return NoRows(T.StructType.fromDDL("value bigint, month date, at timestamp"))
+    return numbers_frame(context, spark)
 
 
 @asset(
@@ -235,11 +256,15 @@ def test_reading_a_month_that_was_never_written_names_it(tmp_path, resources):
         run([numbers.to_source_asset(), doubled], resources, key="2019-11")
 
 
-def test_a_month_written_empty_replaces_its_rows_and_reads_as_empty(tmp_path, resources):
+@pytest.mark.parametrize("no_rows", [False, True], ids=["empty DataFrame", "NoRows, no Spark"])
+def test_a_month_written_empty_replaces_its_rows_and_reads_as_empty(tmp_path, resources, no_rows):
     VALUES.update({"2019-10": [1, 2], "2019-11": [3]})
-    run([numbers], resources, start="2019-10", end="2019-11")
+    NO_ROWS["enabled"] = False
+    run([numbers_or_no_rows], resources, start="2019-10", end="2019-11")
     VALUES.update({"2019-10": []})
-    result = run([numbers, doubled], resources, key="2019-10")
+    NO_ROWS["enabled"] = no_rows
+    result = run([numbers_or_no_rows, doubled], resources, key="2019-10")
+    NO_ROWS["enabled"] = False
     assert result.success
     # October's rows are gone, November's stay; downstream read October as empty, not as missing.
     assert pl.read_delta(str(table_dir(tmp_path)))["value"].to_list() == [3]

@@ -39,6 +39,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from medallion_assets.assets.tables import OWNERS, blocking_check, delta_table
+from medallion_assets.io.delta_io_manager import NoRows
 from medallion_assets.observations import Observed
 from medallion_assets.partitions import InvalidPartitionKey, month_start, monthly_partitions
 from medallion_assets.resources.landing import (
@@ -242,7 +243,7 @@ def bronze_events(
         # The usual case: no second pass over the source files. The months are still written,
         # empty, which replaces the rejects of an earlier run of the same months.
         context.log.info("No rejected lines.")
-        frame = session.createDataFrame([], BRONZE_REJECTED_SCHEMA)
+        frame = NoRows(BRONZE_REJECTED_SCHEMA)
     counted = {k: c for k, c in observed.items() if c is not None}
     yield Output(
         frame,

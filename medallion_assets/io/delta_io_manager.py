@@ -40,6 +40,7 @@ import contextlib
 import posixpath
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -52,6 +53,7 @@ from dagster import (
     ResourceDependency,
 )
 from pyspark.sql import DataFrame
+from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from medallion_assets.io.delta_commit import (
@@ -73,7 +75,25 @@ from medallion_assets.schema import MONTH_COLUMN, table_schema_metadata
 
 STAGING_DIR = "_staging"
 
-__all__ = ["STAGING_DIR", "MissingUpstreamData", "SparkDeltaIOManager", "table_schema_metadata"]
+__all__ = [
+    "STAGING_DIR",
+    "MissingUpstreamData",
+    "NoRows",
+    "SparkDeltaIOManager",
+    "table_schema_metadata",
+]
+
+
+@dataclass(frozen=True)
+class NoRows:
+    """An output with no row in any month of the run, of the given schema.
+
+    Written without Spark: the months are replaced by one zero-row Parquet file each, which is
+    what a Spark write of an empty DataFrame would end in, minus a Spark job (a second or two
+    on a cold JVM, the price of a month without rejected lines).
+    """
+
+    schema: T.StructType
 
 
 class SparkDeltaIOManager(ConfigurableIOManager):
@@ -91,12 +111,14 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         return str(metadata.get("partition_expr", MONTH_COLUMN))
 
     # -- writing ---------------------------------------------------------------------------------
-    def handle_output(self, context: OutputContext, obj: DataFrame | None) -> None:
+    def handle_output(self, context: OutputContext, obj: DataFrame | NoRows | None) -> None:
         if obj is None:
             return
-        if not isinstance(obj, DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected a PySpark DataFrame, "
-                            f"got {type(obj).__name__}")
+        if not isinstance(obj, DataFrame | NoRows):
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: expected a PySpark DataFrame, "
+                f"got {type(obj).__name__}"
+            )
         table_uri = self.warehouse.table_uri(context.asset_key.path)
         storage_options = self.warehouse.delta_storage_options()
         partition_column = self._partition_column(context)
@@ -105,7 +127,6 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         months = list(context.asset_partition_keys) if partition_column else None
         month_values = [month_value(m) for m in months] if months else None
 
-        obj.sparkSession.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         fs, table_path = filesystem_for(table_uri)
         write_id = uuid.uuid4().hex
         staging = posixpath.join(table_path, STAGING_DIR, write_id)
@@ -114,11 +135,19 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         # the meantime makes this commit fail instead of silently racing it.
         read_version = table_version(table_uri, storage_options)
         try:
-            writer = obj.write.mode("error")
-            if partition_column:
-                writer = writer.partitionBy(partition_column)
-            writer.parquet(spark_path(posixpath.join(table_uri, STAGING_DIR, write_id)))
-            files = self._promote(fs, table_path, staging, partition_column, month_values, promoted)
+            if isinstance(obj, DataFrame):
+                obj.sparkSession.conf.set(
+                    "spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"
+                )
+                writer = obj.write.mode("error")
+                if partition_column:
+                    writer = writer.partitionBy(partition_column)
+                writer.parquet(spark_path(posixpath.join(table_uri, STAGING_DIR, write_id)))
+                files = self._promote(
+                    fs, table_path, staging, partition_column, month_values, promoted
+                )
+            else:
+                files = []
             arrow_schema = to_arrow_schema(obj.schema, timezone="UTC")
             if partition_column and month_values:
                 files += self._mark_empty_months(
