@@ -60,6 +60,19 @@ class GraphQLError(RuntimeError):
     pass
 
 
+def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The data of a query to the webserver at ``url``; its errors raised as `GraphQLError`."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"{url}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        payload = json.load(response)
+    if payload.get("errors"):
+        raise GraphQLError(json.dumps(payload["errors"], indent=1)[:4000])
+    return payload["data"]
+
+
 class DagsterDev:
     """A running `make dev`; use through `dagster_dev(...)`."""
 
@@ -178,15 +191,7 @@ class DagsterDev:
 
     # -- GraphQL ---------------------------------------------------------------------------------
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = json.load(response)
-        if payload.get("errors"):
-            raise GraphQLError(json.dumps(payload["errors"], indent=1)[:4000])
-        return payload["data"]
+        return graphql(self.url, query, variables)
 
     def runs(self, tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
         data = self.graphql(

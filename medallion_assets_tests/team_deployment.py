@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 import pyspark
 
-from medallion_assets_tests.dagster_dev import free_port, wait_for
+from medallion_assets_tests.dagster_dev import GraphQLError, free_port, graphql, wait_for
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEPLOY = PROJECT / "deploy"
@@ -82,10 +82,6 @@ def _end_group(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: fl
         with suppress(psutil.NoSuchProcess):
             proc.kill()
     process.wait(timeout=30)
-
-
-class GraphQLError(RuntimeError):
-    pass
 
 
 class TeamDeployment:
@@ -207,15 +203,7 @@ class TeamDeployment:
 
     # -- GraphQL ------------------------------------------------------------------------------
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = json.load(response)
-        if payload.get("errors"):
-            raise GraphQLError(json.dumps(payload["errors"], indent=1)[:4000])
-        return payload["data"]
+        return graphql(self.url, query, variables)
 
     def stop_sensor(self, sensor: str) -> str:
         selector = {
