@@ -31,7 +31,7 @@ from typing import Any
 
 import sqlalchemy
 import sqlalchemy.exc
-from dagster import Field, IntSource
+from dagster import DagsterError, Field, IntSource
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._serdes import ConfigurableClassData
@@ -65,8 +65,17 @@ _RUN_PROCESS_EVENTS = {
 }
 
 
-class InstanceStorageUnavailableError(Exception):
-    """Dagster's instance storage (its PostgreSQL database) cannot be reached."""
+class InstanceStorageUnavailableError(DagsterError):
+    """Dagster's instance storage (its PostgreSQL database) cannot be reached.
+
+    A ``DagsterError``, not a plain exception, because of where it is raised: an event written from
+    inside a step (a materialization, a check result, a log of the IO manager) fails inside the
+    step's user-code boundary, and Dagster treats any plain exception there as the step's own fault,
+    which the Spark retry policy would retry — a retry that then sees the database back and lets
+    the run succeed as if nothing had happened, or, with the database still down, waits out every
+    backoff first. Dagster re-raises its own errors past the retry policy, so the step fails at
+    once, whichever event was the first to be lost.
+    """
 
 
 def describe_database(postgres_url: str) -> str:

@@ -2,6 +2,7 @@
 names the instance storage and the server, never the password. (What a run does then — fail, wait
 for the database, record its failure — is tested against a real server in test_team_deployment.)"""
 
+import dagster as dg
 import pytest
 
 from medallion_assets.instance_storage import (
@@ -9,6 +10,7 @@ from medallion_assets.instance_storage import (
     InstanceStorageUnavailableError,
     describe_database,
 )
+from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets_tests.postgres_server import free_port
 
 
@@ -29,3 +31,26 @@ def test_a_storage_whose_server_does_not_answer_names_the_instance_storage():
     assert f"PostgreSQL database 'dagster' at 127.0.0.1:{port} (user dagster)" in message
     assert "Connection refused" in message
     assert "s3cret" not in message
+
+
+def test_a_step_that_loses_the_instance_storage_fails_at_once_despite_its_retry_policy():
+    """Whichever event is the first one lost — here one written from inside the step — the step
+    fails without a retry: a retry would wait out the backoff and could then let the run pass as
+    if nothing had been lost."""
+    attempts = []
+
+    @dg.op(retry_policy=SPARK_RETRY_POLICY)
+    def writes_an_event():
+        attempts.append(1)
+        raise InstanceStorageUnavailableError("Dagster's instance storage is unreachable: test")
+
+    @dg.job
+    def one_step():
+        writes_an_event()
+
+    result = one_step.execute_in_process(raise_on_error=False)
+    assert not result.success
+    assert len(attempts) == 1
+    assert not result.filter_events(lambda e: e.is_step_up_for_retry)
+    [failure] = result.get_step_failure_events()
+    assert "Dagster's instance storage is unreachable: test" in failure.step_failure_data.error.message

@@ -309,7 +309,9 @@ def test_an_older_build_that_names_only_its_file_counts_if_it_started_after_the_
     rescan = scan_landing(
         ticks.landing,
         SensorState.from_cursor(ticks.cursor),
-        now=redelivered + 5,
+        # Past the settle time with room to spare: the float time set above comes back from the
+        # file system rounded to a nanosecond, which can land it a hair after `redelivered`.
+        now=redelivered + 6,
         settle=5,
         last_build=lambda month: last_bronze_build(instance, month),
     )
