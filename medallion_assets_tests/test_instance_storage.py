@@ -53,4 +53,5 @@ def test_a_step_that_loses_the_instance_storage_fails_at_once_despite_its_retry_
     assert len(attempts) == 1
     assert not result.filter_events(lambda e: e.is_step_up_for_retry)
     [failure] = result.get_step_failure_events()
-    assert "Dagster's instance storage is unreachable: test" in failure.step_failure_data.error.message
+    message = failure.step_failure_data.error.message
+    assert "Dagster's instance storage is unreachable: test" in message

@@ -41,6 +41,8 @@ from dagster_pyspark import PySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
+from medallion_assets.resources import class_archive
+
 MASTER_ENV = "MEDALLION_SPARK_MASTER"
 REMOTE_ENV = "MEDALLION_SPARK_REMOTE"
 DEFAULT_MASTER = "local[*]"
@@ -92,6 +94,7 @@ def local_defaults(master: str) -> dict[str, str]:
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.hadoop.parquet.summary.metadata.level": "NONE",
     }
+    java_options = []
     if master.startswith("local"):
         defaults.update(
             {
@@ -100,6 +103,18 @@ def local_defaults(master: str) -> dict[str, str]:
                 "spark.driver.bindAddress": "127.0.0.1",
             }
         )
+        # In local mode the driver JVM runs the tasks. A run is a batch job: the throughput
+        # collector beats the default G1, whose concurrent threads take CPU from the tasks on a
+        # machine of few cores (measured 1.2-2 s less per bronze or silver step of a 5M-line
+        # month on 2 cores).
+        java_options.append("-XX:+UseParallelGC")
+    # The driver JVM (in this process, whatever the master) starts from the environment's class
+    # archive when `make install` built one: see `class_archive`.
+    archive = class_archive.java_options()
+    if archive:
+        java_options.append(archive)
+    if java_options:
+        defaults["spark.driver.extraJavaOptions"] = " ".join(java_options)
     return defaults
 
 
