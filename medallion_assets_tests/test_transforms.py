@@ -20,8 +20,11 @@ from medallion_assets.transforms import (
     accepted_events,
     clean_events,
     daily_funnel,
+    dedup_partitions,
+    grouped_events,
     rejected_lines,
     revenue_by_brand,
+    shuffled_for_dedup,
     valid_events,
 )
 
@@ -275,3 +278,28 @@ def test_daily_funnel_counts_each_kind_users_and_conversion(spark):
     assert first.conversion == pytest.approx(1 / 3)
     assert (second.views, second.carts, second.purchases, second.distinct_users) == (0, 1, 0, 1)
     assert second.conversion is None
+
+
+def test_a_large_month_is_de_duplicated_in_more_partitions_and_to_the_same_result(spark):
+    # The session's default while it keeps partitions small; one per 750,000 rows past it.
+    assert dedup_partitions(5_000_000, default=8) is None
+    assert dedup_partitions(6_000_000, default=8) is None
+    assert dedup_partitions(6_000_001, default=8) == 9
+    assert dedup_partitions(42_448_764, default=8) == 57
+    assert dedup_partitions(42_448_764, default=200) is None
+
+    rows = [
+        _event("2019-10-01 10:00:00", "view", user=1),
+        _event("2019-10-01 10:00:00", "view", user=1),  # an exact duplicate
+        _event("2019-10-02 10:00:00", "cart", user=2),
+        _event("2019-10-03 10:00:00", "view", user=None),
+    ]
+    frame = bronze(spark, rows)
+    assert shuffled_for_dedup(frame, None) is frame
+    spread = shuffled_for_dedup(frame, 5)
+    assert spread.rdd.getNumPartitions() == 5
+    key = ["event_time", "event_type", "user_id", "_copies"]
+    assert sorted(grouped_events(spread).select(key).collect()) == sorted(
+        grouped_events(frame).select(key).collect()
+    )
+    assert sorted(r["_copies"] for r in grouped_events(spread).collect()) == [1, 2]

@@ -45,7 +45,13 @@ from medallion_assets.partitions import month_start, monthly_partitions
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets.schema import SILVER_EVENTS_SCHEMA
-from medallion_assets.transforms import COPIES, conform, grouped_events
+from medallion_assets.transforms import (
+    COPIES,
+    conform,
+    dedup_partitions,
+    grouped_events,
+    shuffled_for_dedup,
+)
 
 SILVER_EVENTS = ["silver", "events"]
 ROWS_ACCOUNTED_FOR = "silver_rows_accounted_for"
@@ -104,14 +110,22 @@ def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: 
     constants = warehouse.month_constants(BRONZE_EVENTS, ["_source_file", "_ingested_at"], months)
     if constants is not None:
         constants = {month_start(m): c for m, c in constants.items()}
-    events = kept.attach(grouped_events(read.attach(bronze), constants))
+    # A full-size month needs more shuffle partitions than a small one (see `dedup_partitions`).
+    bronze_rows = warehouse.month_row_counts(BRONZE_EVENTS, months)
+    default = int(bronze.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200)
+    rows = sum(bronze_rows.values())
+    partitions = dedup_partitions(rows, default)
+    if partitions:
+        context.log.info(f"De-duplicating {rows:,} rows in {partitions} shuffle partitions.")
+    spread = shuffled_for_dedup(read.attach(bronze), partitions)
+    events = kept.attach(grouped_events(spread, constants))
     yield Output(conform(events, SILVER_EVENTS_SCHEMA))
 
     counts = {**(read.values() or {}), **(kept.values() or {})}
     yield rows_accounted_for(
         months,
         counts,
-        bronze_rows=warehouse.month_row_counts(BRONZE_EVENTS, months),
+        bronze_rows=bronze_rows,
         silver_rows=warehouse.month_row_counts(SILVER_EVENTS, months),
     )
     yield user_id_not_null(warehouse.month_null_counts(SILVER_EVENTS, "user_id", months))

@@ -170,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.if_missing and path.is_file():
         print(f"Spark class archive: {path} (already built)")
         return 0
-    seconds = build(path)
+    try:
+        seconds = build(path)
+    except RuntimeError as error:
+        # An optimization only: without the archive every session still starts, just slower.
+        print(f"Warning: {error}\nSessions start without a class archive.", file=sys.stderr)
+        return 0
     size = path.stat().st_size / 2**20
     print(f"Spark class archive: {path} ({size:.0f} MiB, built in {seconds:.0f} s)")
     return 0
