@@ -11,12 +11,14 @@ session has the pipeline's own settings (`SparkSessionResource`), so only the wo
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.schema import EVENT_FIELDS, SOURCE_TIME_FORMAT
+from medallion_assets.transforms import dedup_partitions
 
 SCHEMA = T.StructType(EVENT_FIELDS)
 
@@ -36,6 +38,13 @@ def main(csv_path: str, out_dir: str) -> None:
         .csv(csv_path)
     )
     bronze.write.mode("overwrite").parquet(str(out / "bronze"))
+    # The shuffle sized as the pipeline sizes silver's (`dedup_partitions`), so that at full size
+    # the floor does not spill where the pipeline does not: the row count from the footers.
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in (out / "bronze").glob("*.parquet"))
+    default = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    partitions = dedup_partitions(rows, default)
+    if partitions:
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     silver = spark.read.parquet(str(out / "bronze")).dropDuplicates()
     silver.write.mode("overwrite").parquet(str(out / "silver"))
     revenue = spark.read.parquet(str(out / "silver")).groupBy("brand").agg(
