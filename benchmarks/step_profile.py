@@ -1,0 +1,179 @@
+"""Where a layer's time goes: variants of one step's Spark work, each in a fresh JVM.
+
+    python benchmarks/step_profile.py CSV [--rounds 2] [--variants bronze,bronze_no_rule,...]
+
+Each variant runs the same transform the pipeline runs (or the floor's equivalent) with one
+ingredient taken away, in a JVM of its own, so that every figure includes the cold-JVM cost the
+pipeline pays (a step runs once per process). The figures are wall seconds of the step's Spark
+work only (no process or JVM start, no Dagster, no Delta commit), printed per round and as the
+median. Silver and gold variants read the bronze (silver) Parquet the previous variants wrote, so
+run ``bronze`` (and ``silver``) first; the default list does.
+
+Figures quoted in the README's performance section come from runs of this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_VARIANTS = [
+    "floor_bronze",
+    "bronze",
+    "bronze_no_observation",
+    "bronze_no_rule",
+    "bronze_no_corrupt_record",
+    "floor_silver",
+    "silver",
+    "silver_output_count",
+    "silver_both_counts",
+    "gold",
+]
+MONTH = dt.date(2019, 10, 1)
+
+
+def run_variant(name: str, csv: str, out: Path) -> float:
+    """The variant's Spark work in this process's (fresh) session; returns its seconds."""
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from medallion_assets.assets.bronze import read_source
+    from medallion_assets.observations import Observed
+    from medallion_assets.resources.spark import SparkSessionResource
+    from medallion_assets.schema import (
+        CORRUPT_RECORD,
+        EVENT_FIELDS,
+        EVENT_TYPES,
+        SILVER_EVENTS_SCHEMA,
+        SOURCE_CSV_OPTIONS,
+        SOURCE_READ_SCHEMA,
+        SOURCE_TIME_FORMAT,
+    )
+    from medallion_assets.transforms import (
+        COPIES,
+        VALID,
+        accepted_events,
+        conform,
+        daily_funnel,
+        grouped_events,
+        revenue_by_brand,
+        valid_events,
+    )
+
+    resource = SparkSessionResource()
+    builder = SparkSession.builder.master(resource.resolved_master()).appName(f"profile_{name}")
+    for key, value in resource.effective_config().items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    ingested = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+
+    def bronze(observe: bool = True, rule: bool = True, corrupt: bool = True) -> None:
+        if corrupt:
+            records = read_source(spark, Path(csv))
+        else:
+            options = dict(SOURCE_CSV_OPTIONS)
+            del options["columnNameOfCorruptRecord"]
+            schema = T.StructType([f for f in SOURCE_READ_SCHEMA if f.name != CORRUPT_RECORD])
+            records = spark.read.options(**options).option("header", True).schema(schema).csv(csv)
+            records = records.withColumn(CORRUPT_RECORD, F.lit(None).cast("string"))
+        typed = valid_events(records, month=MONTH, source_file="x.csv", ingested_at=ingested)
+        if not rule:
+            typed = typed.withColumn(VALID, F.col("event_type").isin(*EVENT_TYPES))
+        if observe:
+            counts = Observed(
+                "profile", accepted=F.count_if(F.col(VALID)), rejected=F.count_if(~F.col(VALID))
+            )
+            typed = counts.attach(typed)
+        accepted_events(typed).write.mode("overwrite").partitionBy("month").parquet(
+            str(out / "bronze")
+        )
+
+    def silver(output_count: bool, input_count: bool) -> None:
+        frame = spark.read.parquet(str(out / "bronze"))
+        if input_count:
+            frame = Observed("in", rows=F.count(F.lit(1))).attach(frame)
+        grouped = grouped_events(frame)
+        if output_count:
+            grouped = Observed(
+                "out", rows=F.count(F.lit(1)), copies=F.sum(F.col(COPIES) - 1)
+            ).attach(grouped)
+        conform(grouped, SILVER_EVENTS_SCHEMA).write.mode("overwrite").partitionBy(
+            "month"
+        ).parquet(str(out / "silver"))
+
+    def floor_bronze() -> None:
+        spark.read.option("header", True).option("timestampFormat", SOURCE_TIME_FORMAT).schema(
+            T.StructType(EVENT_FIELDS)
+        ).csv(csv).write.mode("overwrite").parquet(str(out / "floor_bronze"))
+
+    def floor_silver() -> None:
+        spark.read.parquet(str(out / "floor_bronze")).dropDuplicates().write.mode(
+            "overwrite"
+        ).parquet(str(out / "floor_silver"))
+
+    def gold() -> None:
+        events = spark.read.parquet(str(out / "silver"))
+        revenue_by_brand(events).write.mode("overwrite").parquet(str(out / "revenue"))
+        daily_funnel(events).write.mode("overwrite").parquet(str(out / "funnel"))
+
+    variants = {
+        "floor_bronze": floor_bronze,
+        "bronze": lambda: bronze(),
+        "bronze_no_observation": lambda: bronze(observe=False),
+        "bronze_no_rule": lambda: bronze(observe=False, rule=False),
+        "bronze_no_corrupt_record": lambda: bronze(observe=False, corrupt=False),
+        "floor_silver": floor_silver,
+        "silver": lambda: silver(output_count=False, input_count=False),
+        "silver_output_count": lambda: silver(output_count=True, input_count=False),
+        "silver_both_counts": lambda: silver(output_count=True, input_count=True),
+        "gold": gold,
+    }
+    started = time.monotonic()
+    variants[name]()
+    seconds = time.monotonic() - started
+    spark.stop()
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("csv")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "profile")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(f"{run_variant(args.one, args.csv, args.work):.2f}")
+        return 0
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    times: dict[str, list[float]] = {}
+    for round_number in range(1, args.rounds + 1):
+        for name in args.variants.split(","):
+            done = subprocess.run(
+                [sys.executable, __file__, args.csv, "--work", str(args.work), "--one", name],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            seconds = float(done.stdout.strip().splitlines()[-1])
+            times.setdefault(name, []).append(seconds)
+            print(f"  round {round_number} {name:26s} {seconds:6.2f} s", flush=True)
+    print("\nvariant, median seconds (min-max), each in a fresh JVM:")
+    for name, values in times.items():
+        print(
+            f"- {name}: {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
