@@ -4,6 +4,7 @@ runs start, and harmless when it is missing, damaged or turned off."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -49,8 +50,6 @@ def start_session(env_archive: str, extra_java_options: str = "") -> subprocess.
 
 
 def _clean_env() -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     for name in ("MEDALLION_SPARK_REMOTE", "MEDALLION_SPARK_MASTER", "SPARK_CONNECT_MODE_ENABLED"):
         env.pop(name, None)

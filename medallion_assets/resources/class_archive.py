@@ -132,8 +132,8 @@ def _workload(archive: Path, work_dir: Path) -> None:
     os.environ["MEDALLION_LANDING_DIR"] = str(landing)
     os.environ["MEDALLION_WAREHOUSE_DIR"] = str(warehouse)
     # The session a run gets (the parent turned the archive off), plus the option that writes it.
-    resource = SparkSessionResource()
-    java_options = resource.effective_config().get("spark.driver.extraJavaOptions", "")
+    run_config = SparkSessionResource().effective_config()
+    java_options = run_config.get("spark.driver.extraJavaOptions", "")
     session = SparkSessionResource(
         spark_config={
             "spark.driver.extraJavaOptions": f"{java_options} -XX:ArchiveClassesAtExit={archive}"
