@@ -132,6 +132,13 @@ class PostgresServer:
             cursor.execute(query)
             return cursor.fetchall()
 
+    def execute(self, statement: str) -> None:
+        """Run one statement that returns no rows (DDL), committed."""
+        import psycopg2
+
+        with psycopg2.connect(self.url) as connection, connection.cursor() as cursor:
+            cursor.execute(statement)
+
     def log_tail(self, chars: int = 4000) -> str:
         try:
             return self.log.read_text(errors="replace")[-chars:]
