@@ -135,34 +135,47 @@ def test_nonsensical_thresholds_fail_without_retry(warn, fail, env, monkeypatch)
 
 # -- silver ---------------------------------------------------------------------------------------
 
-OBSERVED = {"bronze_rows": 10, "null_user_rows": 2, "silver_rows": 7, "duplicates_removed": 1}
+OBSERVED = {"silver_rows": 7, "duplicates_removed": 1}
 
 
-def test_silver_rows_add_up_to_bronze():
-    result = rows_accounted_for(
-        ["2019-10"], OBSERVED, bronze_rows={"2019-10": 10}, silver_rows={"2019-10": 7}
-    )
-    assert result.passed, result.description
-    assert result.metadata["duplicates_removed"].value == 1
-
-
-@pytest.mark.parametrize(
-    "observed,bronze_rows,silver_rows,message",
-    [
-        (OBSERVED, 11, 7, "silver read 10 rows, bronze's table holds 11"),
-        ({**OBSERVED, "silver_rows": 8}, 10, 8, "10 rows read != 8 kept + 1 extra copies + 2"),
-        (OBSERVED, 10, 6, "7 rows written, silver's table holds 6"),
-        ({**OBSERVED, "silver_rows": None}, 10, 7, "did not report"),
-    ],
-)
-def test_silver_accounting_names_what_does_not_add_up(observed, bronze_rows, silver_rows, message):
-    result = rows_accounted_for(
+def accounted(observed, bronze_rows=10, nulls=2, silver_rows=7):
+    return rows_accounted_for(
         ["2019-10"],
         observed,
         bronze_rows={"2019-10": bronze_rows},
+        bronze_null_users={"2019-10": nulls},
         silver_rows={"2019-10": silver_rows},
     )
+
+
+def test_silver_rows_add_up_to_bronze():
+    result = accounted(OBSERVED)
+    assert result.passed, result.description
+    assert result.metadata["duplicates_removed"].value == 1
+    assert result.metadata["null_user_rows"].value == 2
+
+
+@pytest.mark.parametrize(
+    "observed,bronze_rows,nulls,silver_rows,message",
+    [
+        (OBSERVED, 11, 2, 7, "11 rows read != 7 kept + 1 extra copies + 2 without a user"),
+        (OBSERVED, 10, 3, 7, "10 rows read != 7 kept + 1 extra copies + 3 without a user"),
+        ({**OBSERVED, "silver_rows": 8}, 10, 2, 8, "10 rows read != 8 kept + 1 extra copies + 2"),
+        (OBSERVED, 10, 2, 6, "7 rows written, silver's table holds 6"),
+        ({**OBSERVED, "silver_rows": None}, 10, 2, 7, "did not report"),
+        (OBSERVED, 10, None, 7, "bronze's Delta log has no user_id null counts for 2019-10"),
+    ],
+)
+def test_silver_accounting_names_what_does_not_add_up(
+    observed, bronze_rows, nulls, silver_rows, message
+):
+    result = accounted(observed, bronze_rows, nulls, silver_rows)
     assert not result.passed and message in result.description
+
+
+def test_a_month_without_bronze_rows_needs_no_null_counts():
+    result = accounted({"silver_rows": 0, "duplicates_removed": 0}, 0, None, 0)
+    assert result.passed, result.description
 
 
 def test_silver_nulls_come_from_the_log_statistics():
