@@ -29,6 +29,7 @@ DEFAULT_VARIANTS = [
     "bronze_no_observation",
     "bronze_no_rule",
     "bronze_no_corrupt_record",
+    "bronze_unpartitioned",
     "floor_silver",
     "silver",
     "silver_output_count",
@@ -74,7 +75,9 @@ def run_variant(name: str, csv: str, out: Path) -> float:
     spark = builder.getOrCreate()
     ingested = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
 
-    def bronze(observe: bool = True, rule: bool = True, corrupt: bool = True) -> None:
+    def bronze(
+        observe: bool = True, rule: bool = True, corrupt: bool = True, partitioned: bool = True
+    ) -> None:
         if corrupt:
             records = read_source(spark, Path(csv))
         else:
@@ -91,9 +94,14 @@ def run_variant(name: str, csv: str, out: Path) -> float:
                 "profile", accepted=F.count_if(F.col(VALID)), rejected=F.count_if(~F.col(VALID))
             )
             typed = counts.attach(typed)
-        accepted_events(typed).write.mode("overwrite").partitionBy("month").parquet(
-            str(out / "bronze")
-        )
+        if partitioned:
+            accepted_events(typed).write.mode("overwrite").partitionBy("month").parquet(
+                str(out / "bronze")
+            )
+        else:
+            accepted_events(typed).drop("month").write.mode("overwrite").parquet(
+                str(out / "bronze" / f"month={MONTH}")
+            )
 
     def silver(output_count: bool, input_count: bool) -> None:
         frame = spark.read.parquet(str(out / "bronze"))
@@ -129,6 +137,7 @@ def run_variant(name: str, csv: str, out: Path) -> float:
         "bronze_no_observation": lambda: bronze(observe=False),
         "bronze_no_rule": lambda: bronze(observe=False, rule=False),
         "bronze_no_corrupt_record": lambda: bronze(observe=False, corrupt=False),
+        "bronze_unpartitioned": lambda: bronze(partitioned=False),
         "floor_silver": floor_silver,
         "silver": lambda: silver(output_count=False, input_count=False),
         "silver_output_count": lambda: silver(output_count=True, input_count=False),
