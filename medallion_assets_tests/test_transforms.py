@@ -303,3 +303,34 @@ def test_a_large_month_is_de_duplicated_in_more_partitions_and_to_the_same_resul
         grouped_events(frame).select(key).collect()
     )
     assert sorted(r["_copies"] for r in grouped_events(spread).collect()) == [1, 2]
+
+
+def _exchanges(frame) -> int:
+    return frame._jdf.queryExecution().executedPlan().toString().count("Exchange ")
+
+
+@pytest.mark.parametrize("constants", [False, True])
+def test_a_spread_month_is_shuffled_once_however_its_month_column_is_made(spark, constants):
+    from pyspark.sql import functions as F
+
+    rows = [
+        _event("2019-10-01 10:00:00", "view", user=1),
+        _event("2019-10-01 10:00:00", "view", user=1),
+        _event("2019-11-02 10:00:00", "cart", user=2),
+    ]
+    read = bronze(spark, rows)
+    month_constants = None
+    if constants:
+        month_constants = {
+            m: {"_source_file": "f.csv", "_ingested_at": dt.datetime(2020, 1, 1)}
+            for m in (dt.date(2019, 10, 1), dt.date(2019, 11, 1))
+        }
+    # As the IO manager reads one month (a literal month column), and two months unioned.
+    one_month = read.withColumn("month", F.lit(dt.date(2019, 10, 1)))
+    two_months = one_month.unionByName(read.withColumn("month", F.lit(dt.date(2019, 11, 1))))
+    for frame in (one_month, two_months):
+        events = grouped_events(shuffled_for_dedup(frame, 3), month_constants)
+        assert _exchanges(events) == 1, events._jdf.queryExecution().executedPlan().toString()
+        assert sorted(r["_copies"] for r in events.collect()) == (
+            [1, 2] if frame is one_month else [1, 1, 2, 2]
+        )
