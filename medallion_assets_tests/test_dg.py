@@ -1,5 +1,6 @@
-"""The project as a `dg` project: `dg check defs` and `dg list defs`, run as a user runs them from
-the project root, load the same `Definitions` that `dagster`, `make run` and the other tests load.
+"""The project as a `dg` project: `dg check defs`, `dg list defs` and `dg launch`, run as a user
+runs them from the project root, load the same `Definitions` that `dagster`, `make run` and the
+other tests load.
 
 What `dg` lists is compared with the `defs` object itself, so an asset, check, job, schedule or
 sensor that `dg` cannot see (a wrong `[tool.dg]` target, an import that fails only from the
@@ -12,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deltalake import DeltaTable
+
 from medallion_assets.definitions import defs
+from medallion_assets_tests.source_lines import good_lines, write_source
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DG = Path(sys.executable).parent / "dg"
@@ -68,3 +72,15 @@ def test_dg_list_defs_shows_every_table_to_a_reader(tmp_path):
     for key in TABLES:
         assert f"│ {key} " in shown, key
     assert "medallion_monthly" in shown and "landing_csv_sensor" in shown
+
+
+def test_dg_launch_materializes_a_month_into_every_table(tmp_path, landing_dir, warehouse_dir):
+    write_source(landing_dir, "2019-Oct.csv", good_lines(40))
+    completed = run_dg("launch", "--assets", "*", "--partition", "2019-10", home=tmp_path / "home")
+
+    assert "RUN_SUCCESS" in completed.stdout + completed.stderr
+    for key in TABLES:
+        files = DeltaTable(str(warehouse_dir / key)).get_add_actions(flatten=True)
+        assert files.num_rows > 0, key
+    bronze = DeltaTable(str(warehouse_dir / "bronze/events")).get_add_actions(flatten=True)
+    assert sum(bronze.column("num_records").to_pylist()) == 40
