@@ -370,19 +370,35 @@ def utc_date(timestamp: Column) -> Column:
 
 def daily_funnel(silver: DataFrame) -> DataFrame:
     """Gold: per UTC day, views, carts, purchases, distinct users and conversion
-    (purchases / views)."""
+    (purchases / views).
+
+    Two explicit aggregations, per day and user and then per day, rather than ``countDistinct``
+    beside the counts: the same result, measured faster on a 5M-row month's silver (1.0-1.3 s
+    against 1.1-1.8 s, 3 rounds each in one session). ``count(user_id)`` in the second step counts
+    the users of a day and, as ``countDistinct`` does, not the group of events without one.
+    """
 
     def count_of(kind: str) -> Column:
         return F.count_if(F.col("event_type") == kind)
 
-    funnel = (
-        silver.withColumn("date", utc_date(F.col("event_time")))
-        .groupBy(MONTH_COLUMN, "date")
+    per_user = (
+        silver.select(
+            MONTH_COLUMN, utc_date(F.col("event_time")).alias("date"), "user_id", "event_type"
+        )
+        .groupBy(MONTH_COLUMN, "date", "user_id")
         .agg(
             count_of("view").alias("views"),
             count_of("cart").alias("carts"),
             count_of("purchase").alias("purchases"),
-            F.countDistinct("user_id").alias("distinct_users"),
+        )
+    )
+    funnel = (
+        per_user.groupBy(MONTH_COLUMN, "date")
+        .agg(
+            F.sum("views").alias("views"),
+            F.sum("carts").alias("carts"),
+            F.sum("purchases").alias("purchases"),
+            F.count("user_id").alias("distinct_users"),
         )
         .withColumn(
             "conversion",

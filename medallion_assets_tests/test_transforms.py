@@ -280,6 +280,18 @@ def test_daily_funnel_counts_each_kind_users_and_conversion(spark):
     assert second.conversion is None
 
 
+def test_daily_funnel_counts_events_without_a_user_but_not_as_a_user(spark):
+    # Silver has no such events; the transform alone still counts them as countDistinct would.
+    rows = [
+        _event("2019-10-01 10:00:00", "view", user=1),
+        _event("2019-10-01 10:05:00", "view", user=None),
+        _event("2019-10-01 10:06:00", "purchase", user=None),
+        _event("2019-10-01 11:00:00", "view", user=1, product=2),
+    ]
+    (day,) = daily_funnel(bronze(spark, rows)).collect()
+    assert (day.views, day.carts, day.purchases, day.distinct_users) == (3, 0, 1, 1)
+
+
 def test_a_large_month_is_de_duplicated_in_more_partitions_and_to_the_same_result(spark):
     # The session's default while it keeps partitions small; one per 750,000 rows past it.
     assert dedup_partitions(5_000_000, default=8) is None
