@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame, Observation
 
@@ -32,13 +33,28 @@ class Observed:
             *[column.alias(name) for name, column in self._aggregates.items()],
         )
 
+    def values_or_none_written(self, rows_written: Callable[[], int]) -> dict[str, object] | None:
+        """`values`, or — when Spark reported nothing and ``rows_written()`` (asked only then, e.g.
+        from the Delta log) is 0 — every aggregate as None, SQL's value of a sum over no rows.
+
+        Spark drops the observation of a write whose plan it proves empty (a month without
+        purchases has no revenue rows), which is not a failure to count: there was nothing.
+        """
+        observed = self.values()
+        if observed:
+            return observed
+        return dict.fromkeys(self._aggregates) if rows_written() == 0 else observed
+
     def values(self, timeout: float = _TIMEOUT_SECONDS) -> dict[str, object] | None:
         """The observed values once the write has run; None if Spark never reports them."""
         result: dict[str, object] = {}
         done = threading.Event()
 
         def collect() -> None:
-            result.update(self._observation.get)
+            try:
+                result.update(self._observation.get)
+            except Exception:  # no metrics row: Spark raises on reading it; reported as None
+                return
             done.set()
 
         worker = threading.Thread(target=collect, daemon=True)

@@ -350,6 +350,24 @@ def clean_events(
     return conform(grouped_events(bronze, month_constants), SILVER_EVENTS_SCHEMA)
 
 
+def event_totals(where: Column | None = None) -> dict[str, Column]:
+    """Aggregates that total what gold's tables add up, over the rows ``where`` selects (all
+    rows when None): ``revenue`` (exact DECIMAL sum of price over purchases), and the number of
+    ``purchases``, ``views`` and ``carts``. Silver's write observes them per month and records
+    them; gold's checks compare its tables with them."""
+
+    def kind(name: str) -> Column:
+        condition = F.col("event_type") == name
+        return condition if where is None else where & condition
+
+    return {
+        "revenue": F.sum(F.when(kind("purchase"), F.col("price"))),
+        "purchases": F.count_if(kind("purchase")),
+        "views": F.count_if(kind("view")),
+        "carts": F.count_if(kind("cart")),
+    }
+
+
 def revenue_by_brand(silver: DataFrame) -> DataFrame:
     """Gold: exact revenue and purchase count per month and brand, over purchase events only.
 

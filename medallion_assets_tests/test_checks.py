@@ -6,10 +6,17 @@ log, so the faults are made the way they would happen: a transform that loses or
 Every end-to-end test runs the project's real job on a real file.
 """
 
+import json
+import shutil
 from decimal import Decimal
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
-from dagster import AssetCheckSeverity, Failure
+from dagster import AssetCheckSeverity, AssetKey, Failure
+from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from medallion_assets.assets import gold, silver
@@ -22,6 +29,14 @@ from medallion_assets.assets.bronze import (
 )
 from medallion_assets.assets.gold import funnel_matches_silver, revenue_matches_silver
 from medallion_assets.assets.silver import rows_accounted_for, user_id_not_null
+from medallion_assets.io.delta_commit import (
+    commit_files,
+    describe_file,
+    filesystem_for,
+    live_files,
+    table_arrow_schema,
+)
+from medallion_assets.io.month_summaries import MONTH_SUMMARIES
 from medallion_assets.transforms import grouped_events, revenue_by_brand
 from medallion_assets_tests.source_lines import (
     DOWNSTREAM_STEPS,
@@ -270,3 +285,115 @@ def test_gold_checks_pass_on_real_data_with_exact_decimals(landing_dir, warehous
     expected = sum(Decimal(line.split(",")[6]) for line in good_lines(75) if ",purchase," in line)
     assert checks["gold_revenue_matches_silver"].metadata["silver_revenue"].value == str(expected)
     assert checks["bronze_lines_accounted_for"].metadata["source_data_lines"].value == 75
+
+
+# -- silver's recorded totals --------------------------------------------------------------------
+
+GOLD_ONLY = [AssetKey(["gold", "revenue_by_brand"]), AssetKey(["gold", "daily_funnel"])]
+
+
+def _silver_month_files(warehouse_dir: Path) -> list[Path]:
+    table = DeltaTable(str(warehouse_dir / "silver" / "events"))
+    return [warehouse_dir / "silver" / "events" / p for p, _, _ in live_files(table)]
+
+
+def test_silver_records_its_months_totals_and_gold_checks_against_them(
+    landing_dir, warehouse_dir
+):
+    lines = good_lines(80)
+    write_source(landing_dir, "2019-Oct.csv", lines)
+    result = run_job()
+    assert result.success
+
+    history = DeltaTable(str(warehouse_dir / "silver" / "events")).history(1)
+    summary = json.loads(history[0][MONTH_SUMMARIES])["2019-10"]
+    purchases = [line for line in lines if ",purchase," in line]
+    assert Decimal(summary["revenue"]) == sum(Decimal(line.split(",")[6]) for line in purchases)
+    assert summary["purchases"] == len(purchases)
+    assert summary["views"] == sum(",view," in line for line in lines)
+    assert summary["carts"] == sum(",cart," in line for line in lines)
+    checks = check_evaluations(result)
+    for name in ("gold_revenue_matches_silver", "gold_funnel_matches_silver"):
+        assert checks[name].passed
+        assert checks[name].metadata["silver_totals_from"].value == "silver's Delta commit"
+
+
+def test_a_silver_file_changed_after_its_commit_fails_gold_checks(landing_dir, warehouse_dir):
+    write_source(landing_dir, "2019-Oct.csv", good_lines(80))
+    assert run_job().success
+    # The month's file rewritten in place without one purchase: the log still names it, so gold
+    # reads it, and a count on gold's own read would agree with what gold then writes.
+    (path,) = _silver_month_files(warehouse_dir)
+    rows = pq.read_table(path)
+    first = pc.index(rows["event_type"], "purchase").as_py()
+    pq.write_table(pa.concat_tables([rows.slice(0, first), rows.slice(first + 1)]), path)
+    purchases = pc.sum(pc.equal(rows["event_type"], "purchase")).as_py()
+
+    result = run_job(asset_selection=GOLD_ONLY)
+
+    assert not result.success
+    checks = check_evaluations(result)
+    revenue, funnel = checks["gold_revenue_matches_silver"], checks["gold_funnel_matches_silver"]
+    lost_one = f"purchases: gold {purchases - 1} vs silver {purchases}"
+    assert not revenue.passed and lost_one in revenue.description
+    assert not funnel.passed and lost_one in funnel.description
+    assert retried_steps(result) == []
+
+
+def test_gold_counts_silver_itself_when_silver_recorded_nothing_for_its_files(
+    landing_dir, warehouse_dir
+):
+    write_source(landing_dir, "2019-Oct.csv", good_lines(80))
+    assert run_job().success
+    # The month's file replaced by a copy under another name, committed without totals (as an
+    # older version of the pipeline, or a compaction, would leave it).
+    table_uri = str(warehouse_dir / "silver" / "events")
+    table = DeltaTable(table_uri)
+    ((relative, _, _),) = live_files(table)
+    copy = relative.replace("part-", "part-copy-")
+    shutil.copy(warehouse_dir / "silver" / "events" / relative, Path(table_uri) / copy)
+    fs, table_path = filesystem_for(table_uri)
+    commit_files(
+        table_uri,
+        table_arrow_schema(table),
+        [describe_file(fs, table_path, copy, {"month": "2019-10-01"})],
+        partition_by=["month"],
+        replace_partitions=["2019-10-01"],
+    )
+
+    result = run_job(asset_selection=GOLD_ONLY)
+
+    assert result.success
+    checks = check_evaluations(result)
+    for name in ("gold_revenue_matches_silver", "gold_funnel_matches_silver"):
+        assert checks[name].passed
+        assert checks[name].metadata["silver_totals_from"].value == "gold's read of silver"
+
+
+def test_a_month_without_purchases_passes_every_check(landing_dir, warehouse_dir):
+    # Spark reports no observation for a write it proves empty (no revenue rows): the checks
+    # take the table's zero rows from the log instead of failing for want of counts.
+    write_source(
+        landing_dir, "2019-Oct.csv", [x for x in good_lines(60) if ",purchase," not in x]
+    )
+    result = run_job()
+    checks = check_evaluations(result)
+    assert result.success, {n: c.description for n, c in checks.items() if not c.passed}
+    revenue = checks["gold_revenue_matches_silver"]
+    assert revenue.metadata["gold_revenue"].value == "0.00"
+    assert revenue.metadata["gold_purchases"].value == 0
+
+
+def test_a_month_where_no_event_has_a_user_passes_every_check(landing_dir, warehouse_dir):
+    lines = []
+    for line in good_lines(30):
+        fields = line.split(",")
+        fields[7] = ""  # user_id
+        lines.append(",".join(fields))
+    write_source(landing_dir, "2019-Oct.csv", lines)
+    result = run_job()
+    checks = check_evaluations(result)
+    assert result.success, {n: c.description for n, c in checks.items() if not c.passed}
+    assert checks["silver_user_id_not_null"].metadata["null_user_id_rows"].value == 0
+    assert checks["silver_rows_accounted_for"].metadata["null_user_rows"].value == 30
+    assert checks["gold_funnel_matches_silver"].metadata["gold_views"].value == 0

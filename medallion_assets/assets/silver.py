@@ -15,12 +15,19 @@ table again:
 - ``silver_user_id_not_null``: the committed files' null counts for ``user_id`` (Parquet footer
   statistics, recorded in the Delta log) are zero.
 
+The same observation totals each month's purchase revenue and events of each kind
+(`transforms.event_totals`); the IO manager records them in silver's Delta commit, keyed by the
+month's files (`medallion_assets.io.month_summaries`). Gold checks its tables against them: a
+comparison with what silver's write saw, at the cost of a few sums on rows already flowing
+(gold counting silver's totals on its own read of silver cost 0.8 s of a 5M-row month's 4.5 s).
+
 (Silver has no duplicate check of its own any more: de-duplication guarantees it by construction,
 and re-verifying it cost a full shuffle of the table; the accounting check above catches a
 de-duplication that loses or doubles rows.)
 """
 
 
+import decimal
 from collections.abc import Mapping
 
 from dagster import (
@@ -32,7 +39,7 @@ from dagster import (
     Output,
     asset,
 )
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from medallion_assets.assets.bronze import BRONZE_EVENTS
@@ -43,15 +50,17 @@ from medallion_assets.assets.tables import (
     blocking_check,
     table_metadata,
 )
+from medallion_assets.io.delta_io_manager import Summarized
 from medallion_assets.observations import Observed
 from medallion_assets.partitions import month_start, monthly_partitions
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY
-from medallion_assets.schema import SILVER_EVENTS_SCHEMA
+from medallion_assets.schema import MONTH_COLUMN, SILVER_EVENTS_SCHEMA
 from medallion_assets.transforms import (
     COPIES,
     conform,
     dedup_partitions,
+    event_totals,
     grouped_events,
     shuffled_for_dedup,
 )
@@ -59,6 +68,7 @@ from medallion_assets.transforms import (
 SILVER_EVENTS = ["silver", "events"]
 ROWS_ACCOUNTED_FOR = "silver_rows_accounted_for"
 USER_ID_NOT_NULL = "silver_user_id_not_null"
+_ZERO = decimal.Decimal("0.00")
 
 
 @asset(
@@ -102,6 +112,7 @@ def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: 
         "silver_out",
         silver_rows=F.count(F.lit(1)),
         duplicates_removed=F.coalesce(F.sum(F.col(COPIES) - 1), F.lit(0)),
+        **month_totals(months),
     )
     # The bookkeeping columns are constant within a month; when bronze's log proves it, they stay
     # out of the shuffle.
@@ -118,7 +129,12 @@ def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: 
         context.log.info(f"De-duplicating {rows:,} rows in {partitions} shuffle partitions.")
     spread = shuffled_for_dedup(bronze, partitions)
     events = kept.attach(grouped_events(spread, constants))
-    yield Output(conform(events, SILVER_EVENTS_SCHEMA))
+    yield Output(
+        Summarized(
+            conform(events, SILVER_EVENTS_SCHEMA),
+            summaries=lambda: totals_by_month(months, kept.values()),
+        )
+    )
 
     yield rows_accounted_for(
         months,
@@ -128,6 +144,38 @@ def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: 
         silver_rows=warehouse.month_row_counts(SILVER_EVENTS, months),
     )
     yield user_id_not_null(warehouse.month_null_counts(SILVER_EVENTS, "user_id", months))
+
+
+def _total_name(name: str, month: str) -> str:
+    return f"{name}__{month.replace('-', '_')}"
+
+
+def month_totals(months: list[str]) -> dict[str, Column]:
+    """`event_totals` for each month of the run, as named aggregates of one observation."""
+    totals: dict[str, Column] = {}
+    for month in months:
+        where = None if len(months) == 1 else F.col(MONTH_COLUMN) == F.lit(month_start(month))
+        for name, column in event_totals(where).items():
+            totals[_total_name(name, month)] = column
+    return totals
+
+
+def totals_by_month(
+    months: list[str], observed: Mapping[str, object] | None
+) -> dict[str, dict[str, object]] | None:
+    """`month_totals`' values per month key, as silver's commit records them (a month without
+    purchases has revenue 0.00); None when Spark reported nothing."""
+    if not observed:
+        return None
+    names = list(event_totals())
+    if any(_total_name(n, m) not in observed for n in names for m in months):
+        return None
+    totals: dict[str, dict[str, object]] = {}
+    for month in months:
+        values = {n: observed[_total_name(n, month)] for n in names}
+        values["revenue"] = values["revenue"] if values["revenue"] is not None else _ZERO
+        totals[month] = {n: v if n == "revenue" else int(v or 0) for n, v in values.items()}
+    return totals
 
 
 def rows_accounted_for(

@@ -40,6 +40,7 @@ import contextlib
 import posixpath
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -64,6 +65,7 @@ from medallion_assets.io.delta_commit import (
     live_files,
     table_version,
 )
+from medallion_assets.io.month_summaries import MONTH_SUMMARIES, encode, files_by_month
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.warehouse import (
     MissingUpstreamData,
@@ -80,6 +82,7 @@ __all__ = [
     "MissingUpstreamData",
     "NoRows",
     "SparkDeltaIOManager",
+    "Summarized",
     "table_schema_metadata",
 ]
 
@@ -94,6 +97,21 @@ class NoRows:
     """
 
     schema: T.StructType
+
+
+@dataclass(frozen=True)
+class Summarized:
+    """A DataFrame to write, with totals per month that its write computes, recorded in the
+    table's Delta commit for readers to check against (see `medallion_assets.io.month_summaries`).
+
+    ``summaries`` is called once Spark has written the files and before the commit; it returns
+    per month key (``YYYY-MM``) a mapping of names to values (counts, decimals), typically what a
+    Spark observation on ``frame`` counted, or None when it has nothing (the commit then records
+    nothing).
+    """
+
+    frame: DataFrame
+    summaries: Callable[[], Mapping[str, Mapping[str, object]] | None]
 
 
 class SparkDeltaIOManager(ConfigurableIOManager):
@@ -111,9 +129,14 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         return str(metadata.get("partition_expr", MONTH_COLUMN))
 
     # -- writing ---------------------------------------------------------------------------------
-    def handle_output(self, context: OutputContext, obj: DataFrame | NoRows | None) -> None:
+    def handle_output(
+        self, context: OutputContext, obj: DataFrame | NoRows | Summarized | None
+    ) -> None:
         if obj is None:
             return
+        summarize = None
+        if isinstance(obj, Summarized):
+            summarize, obj = obj.summaries, obj.frame
         if not isinstance(obj, DataFrame | NoRows):
             raise TypeError(
                 f"{context.asset_key.to_user_string()}: expected a PySpark DataFrame, "
@@ -155,17 +178,24 @@ class SparkDeltaIOManager(ConfigurableIOManager):
                     files, promoted,
                 )
             window = f"{months[0]}...{months[-1]}" if months else "all"
+            custom_metadata = {
+                "dagster_run_id": context.run_id,
+                "dagster_asset_key": context.asset_key.to_user_string(),
+                "dagster_partitions": window,
+            }
+            summaries = summarize() if summarize is not None and partition_column else None
+            if summaries:
+                custom_metadata[MONTH_SUMMARIES] = encode(
+                    {m: v for m, v in summaries.items() if m in (months or [])},
+                    files_by_month((f.path for f in files), partition_column),
+                )
             version = commit_files(
                 table_uri,
                 arrow_schema,
                 files,
                 partition_by=[partition_column] if partition_column else [],
                 replace_partitions=month_values,
-                custom_metadata={
-                    "dagster_run_id": context.run_id,
-                    "dagster_asset_key": context.asset_key.to_user_string(),
-                    "dagster_partitions": window,
-                },
+                custom_metadata=custom_metadata,
                 storage_options=storage_options,
                 name=".".join(context.asset_key.path),
                 read_version=read_version,

@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from medallion_assets.io import month_summaries
 from medallion_assets.io.delta_commit import live_files, open_table, table_arrow_schema
 from medallion_assets.schema import MONTH_COLUMN
 
@@ -112,15 +113,19 @@ class Warehouse(ConfigurableResource):
         actions = pa.table(table.get_add_actions(flatten=True))
         stat = f"null_count.{column}"
         parts = actions.column(f"partition.{MONTH_COLUMN}").to_pylist()
+        records = actions.column("num_records").to_pylist()
         if stat in actions.column_names:
             nulls = actions.column(stat).to_pylist()
         else:
             nulls = [None] * len(parts)
-        for part, count in zip(parts, nulls, strict=True):
+        for part, rows, count in zip(parts, records, nulls, strict=True):
             part = part.isoformat() if isinstance(part, dt.date) else part
             if part not in wanted:
                 continue
             key = wanted[part]
+            if rows == 0:
+                # A zero-row file (a month written empty) has no column statistics, and no nulls.
+                continue
             if count is None or counts[key] is None:
                 counts[key] = None
             else:
@@ -167,6 +172,18 @@ class Warehouse(ConfigurableResource):
                 return None
             constants[month] = {c: next(iter(v), None) for c, v in values.items()}
         return constants
+
+    def recorded_month_summaries(
+        self, asset_path: Sequence[str], months: Sequence[str], read_files: Sequence[str]
+    ) -> dict[str, dict[str, object] | None]:
+        """Per month key, the totals the table's writer recorded for exactly the files a reader
+        read (``read_files``: their paths or URIs, e.g. `DataFrame.inputFiles`), or None where it
+        recorded none for them (see `medallion_assets.io.month_summaries`)."""
+        return month_summaries.recorded(
+            self.open_table(asset_path),
+            months,
+            month_summaries.files_by_month(read_files, MONTH_COLUMN),
+        )
 
     # -- reading with Spark ----------------------------------------------------------------------
     def read_months(
