@@ -194,8 +194,6 @@ def bronze_events(
     ingested_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-count") as pool:
-        # Counted on the driver while the executors parse: no Spark pass of its own.
-        line_counts = {key: pool.submit(count_data_lines, path) for key, path in paths.items()}
         records: DataFrame | None = None
         for key, path in paths.items():
             context.log.info(f"Reading {path} for {key}")
@@ -207,6 +205,10 @@ def bronze_events(
             )
             records = typed if records is None else records.unionByName(typed)
         assert records is not None
+        # Counted on the driver while the executors parse: no Spark pass of its own. Started once
+        # the plan is built: the count holds the GIL between its reads, and building the plan
+        # (the first calls into a new JVM) competes with it for the GIL.
+        line_counts = {key: pool.submit(count_data_lines, path) for key, path in paths.items()}
         source_metadata = {
             "source_files": MetadataValue.json({k: p.name for k, p in paths.items()}),
             **fingerprint_metadata({k: SourceFingerprint.of(p) for k, p in paths.items()}),
