@@ -1,6 +1,7 @@
 import contextlib
 import gzip
 import os
+import random
 import sys
 
 import pytest
@@ -8,6 +9,7 @@ from dagster import DagsterInstance, DagsterUnknownPartitionError
 
 from medallion_assets.definitions import defs
 from medallion_assets.partitions import InvalidPartitionKey
+from medallion_assets.resources import landing
 from medallion_assets.resources.landing import BadSourceFile, LandingDirectory, MissingSourceFile
 from medallion_assets.schema import SOURCE_HEADER
 
@@ -158,3 +160,29 @@ def test_dagster_refuses_a_malformed_key_before_the_run_starts(landing_dir, ware
     job = defs.resolve_job_def("medallion_monthly")
     with pytest.raises(DagsterUnknownPartitionError):
         job.execute_in_process(partition_key="../2019-10", instance=DagsterInstance.ephemeral())
+
+
+def _reference_data_lines(data: bytes) -> int:
+    """Lines holding a byte above 0x20, less the header: the definition, line by line."""
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    return max(sum(any(b > 0x20 for b in line) for line in lines) - 1, 0)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 8, 64, 1 << 24])
+def test_data_lines_are_counted_exactly_across_chunk_boundaries(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(landing, "_CHUNK_BYTES", chunk)
+    rng = random.Random(chunk)
+    pieces = [b"a,b,c", b"", b" ", b"\t \r", b"\r", b"x", b"\x00", b"\xef\xbb\xbfh", b"y" * 200]
+    cases = [b"", b"\n", b"h\n", b"h", b"h\n\n\n", b"h\r\n1\r\n\r\n2", b"h\n  \n \t\n3\n   "]
+    for _ in range(40):
+        lines = [rng.choice(pieces) for _ in range(rng.randrange(0, 30))]
+        cases.append(b"\n".join(lines) + rng.choice([b"", b"\n", b"\r\n", b"\n\n"]))
+    for number, data in enumerate(cases):
+        path = tmp_path / f"{number}.csv"
+        path.write_bytes(data)
+        assert landing.count_data_lines(path) == _reference_data_lines(data), data
+        packed = tmp_path / f"{number}.csv.gz"
+        packed.write_bytes(gzip.compress(data))
+        assert landing.count_data_lines(packed) == _reference_data_lines(data), data

