@@ -6,6 +6,9 @@ an optimisation if the tables come out the same as after N one-month runs — ch
 row on every table (``_ingested_at`` aside: it is the time of the run).
 """
 
+import json
+from decimal import Decimal
+
 import polars as pl
 import pytest
 from dagster import DagsterInstance
@@ -16,6 +19,7 @@ from dagster._core.storage.tags import (
 from deltalake import DeltaTable
 
 from medallion_assets.definitions import defs
+from medallion_assets.io.month_summaries import FILES, MONTH_SUMMARIES
 from medallion_assets.sample_data import generate_month
 
 MONTHS = ["2019-10", "2019-11", "2019-12"]
@@ -82,3 +86,26 @@ def test_a_three_month_backfill_run_writes_what_three_monthly_runs_write(
     assert [m.strftime("%Y-%m") for m in months] == MONTHS
     rejected = table_rows(backfill_warehouse / "bronze/events_rejected")
     assert rejected.height == 1 and rejected["month"][0].strftime("%Y-%m") == "2019-11"
+
+    # Silver's one commit records each month's own totals, and gold checked against them.
+    silver = pl.read_delta(str(backfill_warehouse / "silver/events"))
+    (commit,) = DeltaTable(str(backfill_warehouse / "silver/events")).history()
+    recorded = json.loads(commit[MONTH_SUMMARIES])
+    assert sorted(recorded) == MONTHS
+    for month in MONTHS:
+        rows = silver.filter(pl.col("month").dt.strftime("%Y-%m") == month)
+        kinds = rows["event_type"]
+        purchases = rows.filter(pl.col("event_type") == "purchase")["price"].to_list()
+        assert {k: v for k, v in recorded[month].items() if k != FILES} == {
+            "revenue": str(sum(purchases, Decimal("0.00"))),
+            "purchases": len(purchases),
+            "views": (kinds == "view").sum(),
+            "carts": (kinds == "cart").sum(),
+        }
+    gold_checks = [
+        e for e in backfill.get_asset_check_evaluations() if e.check_name.startswith("gold_")
+    ]
+    assert len(gold_checks) == 2
+    for check in gold_checks:
+        assert check.passed
+        assert check.metadata["silver_totals_from"].value == "silver's Delta commit"
