@@ -223,13 +223,19 @@ def gold_aggregates(context: AssetExecutionContext, silver: DataFrame, warehouse
     else:
         silver_totals = source.values() or {}
         origin = "gold's read of silver"
-    def none_written(table: list[str]) -> Callable[[], int]:
-        return lambda: sum(warehouse.month_row_counts(table, months).values())
-
-    revenue_totals = revenue_out.values_or_none_written(none_written(GOLD_REVENUE_BY_BRAND))
-    funnel_totals = funnel_out.values_or_none_written(none_written(GOLD_DAILY_FUNNEL))
+    revenue_totals = revenue_out.values_or_none_written(
+        _rows_written(warehouse, GOLD_REVENUE_BY_BRAND, months)
+    )
+    funnel_totals = funnel_out.values_or_none_written(
+        _rows_written(warehouse, GOLD_DAILY_FUNNEL, months)
+    )
     yield revenue_matches_silver(silver_totals, revenue_totals or {}, origin)
     yield funnel_matches_silver(silver_totals, funnel_totals or {}, origin)
+
+
+def _rows_written(warehouse: Warehouse, table: list[str], months: list[str]) -> Callable[[], int]:
+    """The rows the table holds for the run's months, asked from its Delta log when called."""
+    return lambda: sum(warehouse.month_row_counts(table, months).values())
 
 
 def summed(summaries: Iterable[Mapping[str, object] | None]) -> dict[str, object]:
