@@ -268,11 +268,14 @@ def _raw_name(column: str) -> str:
 
 
 COPIES = "_copies"
+# The latest month among an event's copies; ``month`` is the earliest. They differ only for an
+# event bronze holds under two months, which silver's accounting check reports.
+LAST_MONTH = "_last_month"
 _BOOKKEEPING = ("_source_file", "_ingested_at")
-# The nine source columns say what an event is; ``month`` keeps the shuffle within a month, and
-# the bookkeeping columns are the same for every row of a month (a month is always written whole,
-# from one file, by one run), so grouping by them separates nothing.
-_DEDUP_KEY = [*SOURCE_COLUMNS, MONTH_COLUMN, *_BOOKKEEPING]
+# The nine source columns say what an event is, and the bookkeeping columns are the same for every
+# row of a month (a month is always written whole, from one file, by one run), so grouping by them
+# separates nothing.
+_DEDUP_KEY = [*SOURCE_COLUMNS, *_BOOKKEEPING]
 
 
 # Rows of a month per partition of silver's de-duplication shuffle, past which the shuffle is cut
@@ -296,40 +299,64 @@ def dedup_partitions(rows: int, default: int) -> int | None:
 
 
 def shuffled_for_dedup(bronze: DataFrame, partitions: int | None) -> DataFrame:
-    """`bronze` hash-partitioned by the nine source columns into `partitions` (see
-    `dedup_partitions`), or unchanged for None. `grouped_events` then aggregates within those
-    partitions instead of shuffling again: its grouping key contains these columns.
+    """`bronze`'s events with a user, hash-partitioned by the nine source columns: into
+    `partitions` (see `dedup_partitions`), or for None into the session's default number, which
+    adaptive execution then coalesces (a small month gets one reduce task). `grouped_events` then
+    aggregates within those partitions instead of shuffling again: its grouping key contains these
+    columns.
 
-    Not by ``month`` too: a month read from the Delta table is a literal column, which the
-    optimizer folds out of the grouping key, and a partitioning on a column the key no longer has
-    no longer satisfies it — Spark shuffled the whole table a second time (a full-size month's
-    silver took 126 s instead of 68 s). A partitioning on a subset of the key always does.
+    Why shuffle first rather than let the aggregation shuffle: almost every event is distinct, so
+    the map-side partial aggregation Spark puts before an aggregation's own shuffle would hash
+    every row into a map that removes nearly nothing, and the reduce side would do it again. After
+    this shuffle the partial and final aggregations are adjacent, and Spark runs them as one
+    (``spark.sql.execution.combineAdjacentAggregation``, on by default) when the grouping keys are
+    plain columns, as `grouped_events` keeps them: one hash aggregation per row instead of two.
+
+    Not by ``month``: a partitioning satisfies an aggregation only on a subset of its grouping
+    key, and ``month`` is none of `grouped_events`' keys. (When it was, a month read from the Delta
+    table, a literal, was folded out of the key but not out of the partitioning, and Spark
+    shuffled a full-size month's silver twice: 126 s instead of 68 s.)
     """
+    with_user = bronze.where(F.col("user_id").isNotNull())
     if not partitions:
-        return bronze
-    return bronze.repartition(partitions, *SOURCE_COLUMNS)
+        return with_user.repartition(*SOURCE_COLUMNS)
+    return with_user.repartition(partitions, *SOURCE_COLUMNS)
 
 
 def grouped_events(
     bronze: DataFrame, month_constants: Mapping[dt.date, Mapping[str, object]] | None = None
 ) -> DataFrame:
     """Bronze events with a user, one row per distinct event, with ``_copies``: how many bronze
-    rows it stands for.
+    rows it stands for, and ``_last_month`` (see below).
 
     This is the de-duplication `DataFrame.dropDuplicates` does, with the copy count kept so that
-    the rows removed are counted as the rows flow rather than by a second pass. Every column is a
-    grouping key: `dropDuplicates` on a subset keeps ``first()`` of the others, whose string
-    buffer Spark's hash aggregation cannot hold, and the fallback costs a sort.
+    the rows removed are counted as the rows flow rather than by a second pass. Every source
+    column is a grouping key: `dropDuplicates` on a subset keeps ``first()`` of the others, whose
+    string buffer Spark's hash aggregation cannot hold, and the fallback costs a sort.
+
+    ``month`` is not a key but the earliest month of the event's copies, and ``_last_month`` the
+    latest. Bronze keeps a month's events only when their ``event_time`` lies in that month, so
+    the nine columns already tell months apart and the two are equal; an event bronze holds under
+    two months (a table changed by hand) is still de-duplicated, and counted by silver's check.
+    Why not a key: a month read from the Delta table is a literal, which Spark computes inside the
+    partial aggregation, and then it cannot run the partial and final aggregations after
+    `shuffled_for_dedup` as one (a 5M-row month's silver write: 15.5 s against 17.9 s, 4 rounds
+    alternated in one session).
 
     ``month_constants`` (month -> the value of each bookkeeping column in every row of that
     month, when known) lets those columns stay out of the shuffle: they are put back per month
     after it, which saves about a tenth of silver's work.
     """
     with_user = bronze.where(F.col("user_id").isNotNull())
+    aggregates = [
+        F.count(F.lit(1)).alias(COPIES),
+        F.min(MONTH_COLUMN).alias(MONTH_COLUMN),
+        F.max(MONTH_COLUMN).alias(LAST_MONTH),
+    ]
     if not month_constants:
-        return with_user.groupBy(*_DEDUP_KEY).agg(F.count(F.lit(1)).alias(COPIES))
-    keys = [*SOURCE_COLUMNS, MONTH_COLUMN]
-    grouped = with_user.select(*keys).groupBy(*keys).agg(F.count(F.lit(1)).alias(COPIES))
+        return with_user.groupBy(*_DEDUP_KEY).agg(*aggregates)
+    keys = list(SOURCE_COLUMNS)
+    grouped = with_user.select(*keys, MONTH_COLUMN).groupBy(*keys).agg(*aggregates)
     for name in _BOOKKEEPING:
         value = None
         for month, constants in month_constants.items():

@@ -179,6 +179,13 @@ def test_silver_rows_add_up_to_bronze():
         (OBSERVED, 10, 2, 6, "7 rows written, silver's table holds 6"),
         ({**OBSERVED, "silver_rows": None}, 10, 2, 7, "did not report"),
         (OBSERVED, 10, None, 7, "bronze's Delta log has no user_id null counts for 2019-10"),
+        (
+            {**OBSERVED, "events_in_two_months": 1},
+            10,
+            2,
+            7,
+            "1 events are in bronze under two months, kept once under the earlier",
+        ),
     ],
 )
 def test_silver_accounting_names_what_does_not_add_up(

@@ -307,18 +307,26 @@ def test_a_large_month_is_de_duplicated_in_more_partitions_and_to_the_same_resul
         _event("2019-10-03 10:00:00", "view", user=None),
     ]
     frame = bronze(spark, rows)
-    assert shuffled_for_dedup(frame, None) is frame
     spread = shuffled_for_dedup(frame, 5)
     assert spread.rdd.getNumPartitions() == 5
-    key = ["event_time", "event_type", "user_id", "_copies"]
-    assert sorted(grouped_events(spread).select(key).collect()) == sorted(
-        grouped_events(frame).select(key).collect()
-    )
-    assert sorted(r["_copies"] for r in grouped_events(spread).collect()) == [1, 2]
+    # The session's default, which adaptive execution coalesces: a small month, one reduce task.
+    default = shuffled_for_dedup(frame, None)
+    assert default.rdd.getNumPartitions() == 1
+    key = ["event_time", "event_type", "user_id", "month", "_copies"]
+    expected = sorted(grouped_events(frame).select(key).collect())
+    assert sorted(grouped_events(spread).select(key).collect()) == expected
+    assert sorted(grouped_events(default).select(key).collect()) == expected
+    assert sorted(r["_copies"] for r in expected) == [1, 2]
+    # Rows without a user are not shuffled at all.
+    assert default.where("user_id IS NULL").count() == 0
+
+
+def _plan(frame) -> str:
+    return frame._jdf.queryExecution().executedPlan().toString()
 
 
 def _exchanges(frame) -> int:
-    return frame._jdf.queryExecution().executedPlan().toString().count("Exchange ")
+    return _plan(frame).count("Exchange ")
 
 
 @pytest.mark.parametrize("constants", [False, True])
@@ -331,6 +339,13 @@ def test_a_spread_month_is_shuffled_once_however_its_month_column_is_made(spark,
         _event("2019-11-02 10:00:00", "cart", user=2),
     ]
     read = bronze(spark, rows)
+    november = bronze(
+        spark,
+        [
+            Row(**{**r.asDict(), "event_time": r.event_time + dt.timedelta(days=31)})
+            for r in rows
+        ],
+    )
     month_constants = None
     if constants:
         month_constants = {
@@ -339,10 +354,28 @@ def test_a_spread_month_is_shuffled_once_however_its_month_column_is_made(spark,
         }
     # As the IO manager reads one month (a literal month column), and two months unioned.
     one_month = read.withColumn("month", F.lit(dt.date(2019, 10, 1)))
-    two_months = one_month.unionByName(read.withColumn("month", F.lit(dt.date(2019, 11, 1))))
-    for frame in (one_month, two_months):
-        events = grouped_events(shuffled_for_dedup(frame, 3), month_constants)
-        assert _exchanges(events) == 1, events._jdf.queryExecution().executedPlan().toString()
-        assert sorted(r["_copies"] for r in events.collect()) == (
-            [1, 2] if frame is one_month else [1, 1, 2, 2]
+    two_months = one_month.unionByName(
+        november.withColumn("month", F.lit(dt.date(2019, 11, 1)))
+    )
+    for frame, partitions in [(f, p) for f in (one_month, two_months) for p in (3, None)]:
+        events = grouped_events(shuffled_for_dedup(frame, partitions), month_constants)
+        # One shuffle, and one aggregation after it: the partial and final phases run as one.
+        assert _exchanges(events) == 1, _plan(events)
+        assert _plan(events).count("HashAggregate(") == 1, _plan(events)
+        assert sorted((r["month"].month, r["_copies"]) for r in events.collect()) == (
+            [(10, 1), (10, 2)] if frame is one_month else [(10, 1), (10, 2), (11, 1), (11, 2)]
         )
+
+
+def test_an_event_bronze_holds_under_two_months_is_kept_once_and_flagged(spark):
+    from pyspark.sql import functions as F
+
+    rows = [_event("2019-10-01 10:00:00", "view"), _event("2019-10-02 10:00:00", "view")]
+    october = bronze(spark, rows).withColumn("month", F.lit(OCT))
+    # The same first event again under November: only a table changed by hand can hold it.
+    november = bronze(spark, rows[:1]).withColumn("month", F.lit(dt.date(2019, 11, 1)))
+    events = grouped_events(shuffled_for_dedup(october.unionByName(november), None)).collect()
+    assert sorted((r["month"], r["_last_month"], r["_copies"]) for r in events) == [
+        (OCT, OCT, 1),
+        (OCT, dt.date(2019, 11, 1), 2),
+    ]

@@ -8,10 +8,11 @@ table again:
   bronze's Delta log (numRecords and the ``user_id`` null counts of its files' footers); the rows
   kept and the extra copies removed are observed as silver's write runs, after the de-duplication;
   silver's table must hold exactly the rows written. It catches a silver built from other data than
-  bronze's table holds, rows lost or doubled between the de-duplication and the commit, and a write
-  or commit that lost rows. (Counting bronze's rows and null users as silver read them, a second
-  observation before the shuffle, cost 1.2-2.5 s of a 5M-row month's 13 s silver step; the log
-  gives the same numbers for nothing.)
+  bronze's table holds, rows lost or doubled between the de-duplication and the commit, a write
+  or commit that lost rows, and an event bronze holds under two months (which the
+  de-duplication, keyed on the event's own columns, keeps once). (Counting bronze's rows and null
+  users as silver read them, a second observation before the shuffle, cost 1.2-2.5 s of a 5M-row
+  month's 13 s silver step; the log gives the same numbers for nothing.)
 - ``silver_user_id_not_null``: the committed files' null counts for ``user_id`` (Parquet footer
   statistics, recorded in the Delta log) are zero.
 
@@ -58,6 +59,7 @@ from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets.schema import MONTH_COLUMN, SILVER_EVENTS_SCHEMA
 from medallion_assets.transforms import (
     COPIES,
+    LAST_MONTH,
     conform,
     dedup_partitions,
     event_totals,
@@ -112,6 +114,7 @@ def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: 
         "silver_out",
         silver_rows=F.count(F.lit(1)),
         duplicates_removed=F.coalesce(F.sum(F.col(COPIES) - 1), F.lit(0)),
+        events_in_two_months=F.count_if(F.col(MONTH_COLUMN) != F.col(LAST_MONTH)),
         **month_totals(months),
     )
     # The bookkeeping columns are constant within a month; when bronze's log proves it, they stay
@@ -188,8 +191,8 @@ def rows_accounted_for(
 ) -> AssetCheckResult:
     """The run's months together: the observation covers the whole run's rows.
 
-    ``observed`` holds what silver's write counted (``silver_rows``, ``duplicates_removed``);
-    the other counts are per month, from the Delta log.
+    ``observed`` holds what silver's write counted (``silver_rows``, ``duplicates_removed``,
+    ``events_in_two_months``); the other counts are per month, from the Delta log.
     """
     problems = []
     unknown = [m for m in months if bronze_null_users.get(m) is None and bronze_rows.get(m)]
@@ -209,6 +212,13 @@ def rows_accounted_for(
             )
         if in_silver != out:
             problems.append(f"{out} rows written, silver's table holds {in_silver}")
+        # Bronze keeps a month's events only inside that month, so no event can be in two.
+        split = int(observed.get("events_in_two_months") or 0)
+        if split:
+            counts["events_in_two_months"] = split
+            problems.append(
+                f"{split} events are in bronze under two months, kept once under the earlier"
+            )
     return AssetCheckResult(
         check_name=ROWS_ACCOUNTED_FOR,
         asset_key=SILVER_EVENTS,
