@@ -3,19 +3,20 @@
 Nothing here knows about Dagster or Delta, so every rule can be tested on a handful of hand-made
 rows. Every function is lazy: it only builds a plan, and the IO manager's write runs it.
 
-Bronze is parsed by Spark's own CSV reader with the declared schema (`SOURCE_READ_SCHEMA`): it
-types every field as it splits the line, which is the cheapest parse Spark has. In PERMISSIVE
-mode with a corrupt-record column in the schema the reader does not pad a short line or drop the
-surplus fields of a long one: any line it cannot type, or whose field count is not nine, comes out
-with its raw text in that column. `valid_events` adds the row rules the reader cannot know (event
-type, month window, non-negative price with at most two decimals, required fields, text that was
-not UTF-8), as plain comparisons on typed values: no regular expression and no reason text is
-computed for a valid line.
+Bronze is parsed by Spark's own CSV reader with the declared schema (`SOURCE_FIELDS_SCHEMA`): it
+types every field as it splits the line, which is the cheapest parse Spark has. Its mode
+(`SOURCE_CSV_OPTIONS`) drops any line it cannot type or whose field count is not nine, rather than
+padding a short line with nulls or cutting off the surplus fields of a long one. `valid_events`
+adds the row rules the reader cannot know (event type, month window, non-negative price with at
+most two decimals, required fields, text that was not UTF-8), as plain comparisons on typed values:
+no regular expression and no reason text is computed for a valid line.
 
 The rejected lines and their reasons (`rejected_lines`) come from a second read of the file as raw
-lines, which bronze makes only when the first pass counted a rejected line. That pass classifies
-every line with the very same reader options and rules (`from_csv` is the CSV reader's parser), so
-both passes agree on which lines are rejected; the reason is worked out only for those lines.
+lines, which bronze makes only when the first pass kept fewer rows than the file has data lines.
+That pass types every line with the very same parser and format options (`from_csv` is the CSV
+reader's parser), in the mode that keeps a line it cannot type whole in a corrupt-record column
+instead of dropping it, and judges it by the same rules; so both passes agree on which lines are
+rejected, and the reason is worked out only for those lines.
 
 Time zones: ``event_time`` is parsed with its ``UTC`` suffix, and days are derived from epoch
 seconds, so the results never depend on the Spark session's time zone.
@@ -42,8 +43,8 @@ from medallion_assets.schema import (
     PRICE_TYPE,
     SILVER_EVENTS_SCHEMA,
     SOURCE_COLUMNS,
-    SOURCE_CSV_OPTIONS,
     SOURCE_HEADER,
+    SOURCE_LINE_OPTIONS,
     SOURCE_READ_SCHEMA,
     SOURCE_TIME_FORMAT,
 )
@@ -83,8 +84,10 @@ def _month_bounds(month: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return utc(month), utc(next_month(month))
 
 
-def valid_event(month: dt.date) -> Column:
-    """True for a record of `SOURCE_READ_SCHEMA` that belongs in bronze/events for ``month``.
+def valid_event(month: dt.date, *, corrupt_record: bool = True) -> Column:
+    """True for a typed record (`SOURCE_FIELDS_SCHEMA`) that belongs in bronze/events for
+    ``month``; with ``corrupt_record``, for a record of `SOURCE_READ_SCHEMA`, whose
+    ``_corrupt_record`` holds the raw line when the reader could not type it.
 
     Every term is a comparison on a value the reader has already typed, so a valid line costs no
     string work beyond the replacement-character search in its four free-text fields.
@@ -97,8 +100,7 @@ def valid_event(month: dt.date) -> Column:
         for name in _STRING_FIELDS
     ]
     rule = (
-        c(CORRUPT_RECORD).isNull()
-        & (c("event_time") >= F.lit(lo))
+        (c("event_time") >= F.lit(lo))
         & (c("event_time") < F.lit(hi))
         & c("event_type").isin(*EVENT_TYPES)
         & c("product_id").isNotNull()
@@ -106,11 +108,13 @@ def valid_event(month: dt.date) -> Column:
         & (price < _MAX_PRICE)
         & (price == F.round(price, 2))
     )
+    if corrupt_record:
+        rule = c(CORRUPT_RECORD).isNull() & rule
     for term in text_ok:
         rule = rule & term
-    # The reader types only the columns a query uses, and a bad value in a column it does not
-    # type is never seen. Naming every column here makes every query that asks whether a record
-    # is valid (a count included) type the whole line.
+    # The reader types only the columns a query uses, and a bad value (or a wrong field count) in
+    # a line whose columns it does not type is never seen. Naming every column here makes every
+    # query that asks whether a record is valid (a count included) type the whole line.
     for name in SOURCE_COLUMNS:
         rule = rule & (c(name).isNull() | c(name).isNotNull())
     return F.coalesce(rule, F.lit(False))
@@ -119,12 +123,15 @@ def valid_event(month: dt.date) -> Column:
 def valid_events(
     records: DataFrame, *, month: dt.date, source_file: str, ingested_at: dt.datetime
 ) -> DataFrame:
-    """The records of one month's file as read with `SOURCE_READ_SCHEMA` and
-    `SOURCE_CSV_OPTIONS`, with a boolean ``_valid`` and bronze's bookkeeping columns."""
+    """The records of one month's file as the typed pass reads them (`SOURCE_FIELDS_SCHEMA`,
+    `SOURCE_CSV_OPTIONS`), with a boolean ``_valid`` and bronze's bookkeeping columns.
+
+    Records read with a corrupt-record column (`SOURCE_READ_SCHEMA`, `SOURCE_LINE_OPTIONS`) are
+    judged with it: a line the reader could not type is then not valid either.
+    """
     return records.select(
         *[F.col(name) for name in SOURCE_COLUMNS],
-        F.col(CORRUPT_RECORD),
-        valid_event(month).alias(VALID),
+        valid_event(month, corrupt_record=CORRUPT_RECORD in records.columns).alias(VALID),
         F.lit(month).alias(MONTH_COLUMN),
         F.lit(source_file).alias("_source_file"),
         F.lit(ingested_at).cast(T.TimestampType()).alias("_ingested_at"),
@@ -172,8 +179,9 @@ def rejected_lines(lines: DataFrame, *, month: dt.date, source_file: str) -> Dat
 
     The file's first line (its header) and blank lines are skipped, as the CSV reader skips them;
     a header line anywhere else is a rejected line. Each line is typed with the reader's own
-    parser and options (`from_csv`) and judged by `valid_event`, so exactly the lines the first
-    pass rejected come out; the reason is then worked out for those lines only.
+    parser and format options (`from_csv`), a line it cannot type kept whole in the corrupt-record
+    column, and judged by `valid_event`: exactly the lines the typed pass dropped or ruled out
+    come out. The reason is then worked out for those lines only.
     """
     month_key = partition_key_for(month)
     lo, hi = _epoch_seconds(month), _epoch_seconds(next_month(month))
@@ -182,7 +190,7 @@ def rejected_lines(lines: DataFrame, *, month: dt.date, source_file: str) -> Dat
         ~F.col("_first") & ~line.rlike(_BLANK_RE)
     )
     typed = data.select(
-        LINE, F.from_csv(line, _ddl(SOURCE_READ_SCHEMA), SOURCE_CSV_OPTIONS).alias(_TYPED)
+        LINE, F.from_csv(line, _ddl(SOURCE_READ_SCHEMA), SOURCE_LINE_OPTIONS).alias(_TYPED)
     ).select(LINE, f"{_TYPED}.*")
     rejected = typed.where(~valid_event(month)).select(LINE)
 

@@ -56,7 +56,7 @@ from medallion_assets.schema import (
     BRONZE_REJECTED_SCHEMA,
     MONTH_COLUMN,
     SOURCE_CSV_OPTIONS,
-    SOURCE_READ_SCHEMA,
+    SOURCE_FIELDS_SCHEMA,
 )
 from medallion_assets.transforms import accepted_events, rejected_lines, valid_events
 
@@ -274,12 +274,12 @@ def bronze_events(
 
 
 def read_source(session: SparkSession, path: Path) -> DataFrame:
-    """A source file as Spark's CSV reader types it: `SOURCE_READ_SCHEMA`, the first line taken
-    as the header, a line that does not fit kept whole in the corrupt-record column."""
+    """A source file as Spark's CSV reader types it: `SOURCE_FIELDS_SCHEMA`, the first line taken
+    as the header, a line it cannot type dropped (`rejected_lines` finds it again)."""
     return (
         session.read.options(**SOURCE_CSV_OPTIONS)
         .option("header", True)
-        .schema(SOURCE_READ_SCHEMA)
+        .schema(SOURCE_FIELDS_SCHEMA)
         .csv(str(path))
     )
 
