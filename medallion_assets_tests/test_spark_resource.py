@@ -127,3 +127,28 @@ def test_a_run_starts_one_session_for_all_its_steps_and_stops_it_at_the_end(tmp_
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "STOPPED-OK" in completed.stdout
+
+
+def test_building_columns_sends_no_call_sites_to_the_jvm(spark, monkeypatch):
+    """A session from the resource does not have PySpark record each column function's Python
+    call site on the JVM: building a plan is not a chain of round trips through py4j."""
+    import py4j.clientserver
+    import pyspark.errors.utils
+    from pyspark.sql import functions as F
+
+    # Decided once per process, from the active session: decide it from this one.
+    monkeypatch.setattr(pyspark.errors.utils, "_enable_debugging_cache", None)
+    sent: list[str] = []
+    send = py4j.clientserver.ClientServerConnection.send_command
+
+    def recording(self, command):
+        sent.append(command)
+        return send(self, command)
+
+    monkeypatch.setattr(py4j.clientserver.ClientServerConnection, "send_command", recording)
+    rule = F.lit(True)
+    for name in ("a", "b", "c"):
+        rule = rule & (F.col(name).isNull() | F.col(name).isNotNull())
+    assert rule is not None and sent, "no command reached the JVM: nothing was measured"
+    assert not [c for c in sent if "PySparkCurrentOrigin" in c]
+    assert len(sent) < 40, len(sent)
