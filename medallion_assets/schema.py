@@ -64,11 +64,12 @@ _SOURCE_CSV_FORMAT: dict[str, str] = {
 # The typed pass that writes bronze/events: a line the reader cannot type, or whose field count is
 # not nine, is dropped rather than padded or truncated (the text pass finds it again and says why).
 # Not PERMISSIVE with a corrupt-record column: the reader then copies every good row field by
-# field, boxing each value, into a row with that column, which cost a 5M-line month about a fifth
-# of its parse (fresh JVM per run, alternated: 36.3-37.8 s against 29.5-30.5 s).
+# field, boxing each value, into a row with that column. On a cold JVM that measured 1.6-4 s more
+# for a 5M-line month's parse and write (medians of 3-4 alternated rounds, about 35 s each); in a
+# warm JVM the two were equal.
 SOURCE_CSV_OPTIONS: dict[str, str] = {**_SOURCE_CSV_FORMAT, "mode": "DROPMALFORMED"}
-# The same parser as the text pass applies it to each line (`from_csv`): the lines the typed pass
-# drops are exactly those that come out with their raw text in CORRUPT_RECORD.
+# The text pass applies the same parser to each line (`from_csv`) in PERMISSIVE mode: the lines the
+# typed pass drops are exactly those that come out with their raw text in CORRUPT_RECORD.
 CORRUPT_RECORD = "_corrupt_record"
 SOURCE_READ_SCHEMA = T.StructType(
     [*SOURCE_FIELDS_SCHEMA.fields, T.StructField(CORRUPT_RECORD, T.StringType(), True)]
