@@ -196,6 +196,43 @@ def test_a_month_range_is_one_commit_replacing_exactly_those_months(tmp_path, re
     assert metadata["rows_per_month"].value == {"2019-11": 2, "2019-12": 1}
 
 
+def write_plans(session, table: Path) -> list[str]:
+    """The physical plans of the Spark writes into `table`'s staging directory, from the
+    session's SQL status store (kept whether or not the UI runs)."""
+    executions = session._jsparkSession.sharedState().statusStore().executionsList()
+    plans = [executions.apply(i).physicalPlanDescription() for i in range(executions.size())]
+    return [p for p in plans if "InsertIntoHadoopFsRelationCommand" in p and str(table) in p]
+
+
+def test_a_month_streams_to_parquet_without_sorting_its_rows_and_a_range_still_splits(
+    tmp_path, resources, spark
+):
+    # The month column comes from local rows, not a literal: without concurrent writers Spark
+    # would plan a sort of every row by month before writing.
+    VALUES.update({"2019-10": list(range(50))})
+    assert run([numbers], resources, key="2019-10").success
+    [plan] = write_plans(spark, table_dir(tmp_path))
+    assert "WriteFiles" in plan and "Sort" not in plan
+    # Several months through one task: the writer falls back to sorting the rest of the task's
+    # rows, and each month still gets its own files with exactly its rows.
+    VALUES.update({"2019-11": list(range(100, 130)), "2019-12": list(range(200, 210))})
+    assert run([numbers], resources, start="2019-10", end="2019-12").success
+    frame = pl.read_delta(str(table_dir(tmp_path)))
+    by_month = {
+        m: sorted(v) for m, v in frame.group_by("month").agg(pl.col("value")).iter_rows()
+    }
+    assert by_month == {
+        dt.date(2019, 10, 1): list(range(50)),
+        dt.date(2019, 11, 1): list(range(100, 130)),
+        dt.date(2019, 12, 1): list(range(200, 210)),
+    }
+    for path in DeltaTable(str(table_dir(tmp_path))).file_uris():
+        month = Path(path).parent.name.removeprefix("month=")
+        values = pl.read_parquet(path)["value"].to_list()
+        assert values and all(dt.date.fromisoformat(month).month == {0: 10, 1: 11, 2: 12}[v // 100]
+                              for v in values)
+
+
 def test_a_write_failing_in_the_executors_leaves_the_table_and_its_files_unchanged(
     tmp_path, resources
 ):

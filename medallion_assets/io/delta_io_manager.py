@@ -18,6 +18,8 @@ How a write works (see `medallion_assets.io.delta_commit`):
 1. Spark executors write Parquet files (INT64 microsecond timestamps) into a staging directory
    private to this write, ``<table>/_staging/<write id>/month=YYYY-MM-DD/``. A private staging
    directory keeps concurrent writers of the same table from sharing Spark's ``_temporary``.
+   Each task streams its rows to one open file of their month instead of sorting them by month
+   first; only a task that meets a second month (a backfill) sorts the rest.
 2. The driver moves each file to ``<table>/month=YYYY-MM-DD/`` (Delta's Hive-style layout; the
    file names carry Spark's per-job UUID, so they never collide), reads its Parquet footer for
    size, row count and column statistics, and commits ONE Delta transaction that replaces exactly
@@ -76,6 +78,7 @@ from medallion_assets.resources.warehouse import (
 from medallion_assets.schema import MONTH_COLUMN, table_schema_metadata
 
 STAGING_DIR = "_staging"
+CONCURRENT_WRITERS_CONF = "spark.sql.maxConcurrentOutputFileWriters"
 
 __all__ = [
     "STAGING_DIR",
@@ -159,9 +162,15 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         read_version = table_version(table_uri, storage_options)
         try:
             if isinstance(obj, DataFrame):
-                obj.sparkSession.conf.set(
-                    "spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"
-                )
+                session = obj.sparkSession
+                session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+                # Each task keeps one month's file open instead of Spark first sorting all its
+                # rows by month (which a partitioned write otherwise plans unless the month is a
+                # literal): a write of one month then streams straight to Parquet. A task that
+                # meets a second month sorts the rest of its rows, so a backfill still keeps at
+                # most one open file per task. Silver's write of a 5M-row month: 19.7 s sorted vs
+                # 18.7 s (4 rounds alternated in one session).
+                session.conf.set(CONCURRENT_WRITERS_CONF, "1")
                 writer = obj.write.mode("error")
                 if partition_column:
                     writer = writer.partitionBy(partition_column)
