@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 from dagster import AssetKey
 
 from medallion_assets.definitions import defs
@@ -56,3 +59,14 @@ def test_the_io_manager_and_the_assets_share_one_spark_resource_and_one_warehous
     resources = defs.resources
     assert resources["io_manager"].spark is resources["spark"]
     assert resources["io_manager"].warehouse is resources["warehouse"]
+
+
+def test_loading_the_definitions_leaves_what_they_loaded_out_of_garbage_collection():
+    # In a process of its own: what matters is the state right after the code location loads.
+    probe = (
+        "import gc, medallion_assets.definitions; "
+        "print(gc.get_freeze_count(), len(gc.get_objects()))"
+    )
+    frozen, tracked = map(int, subprocess.check_output([sys.executable, "-c", probe]).split())
+    assert frozen > 100_000  # Dagster and PySpark alone are more than that
+    assert tracked < frozen / 10
