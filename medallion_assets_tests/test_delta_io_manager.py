@@ -16,7 +16,12 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from medallion_assets.io.delta_io_manager import MissingUpstreamData, NoRows, SparkDeltaIOManager
+from medallion_assets.io.delta_io_manager import (
+    Described,
+    MissingUpstreamData,
+    NoRows,
+    SparkDeltaIOManager,
+)
 from medallion_assets.partitions import monthly_partitions
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.warehouse import Warehouse
@@ -231,6 +236,39 @@ def test_a_month_streams_to_parquet_without_sorting_its_rows_and_a_range_still_s
         values = pl.read_parquet(path)["value"].to_list()
         assert values and all(dt.date.fromisoformat(month).month == {0: 10, 1: 11, 2: 12}[v // 100]
                               for v in values)
+
+
+def test_a_described_output_gets_metadata_from_the_rows_of_its_months_as_written(
+    tmp_path, resources
+):
+    @asset(
+        key=["test", "numbers"],
+        partitions_def=monthly_partitions,
+        metadata={"partition_expr": "month"},
+        backfill_policy=BackfillPolicy.single_run(),
+    )
+    def described_numbers(context, spark: SparkSessionResource):
+        def describe(written):
+            rows = written.select("value", "month").collect()
+            return {
+                "values": sorted(r["value"] for r in rows),
+                "months": sorted({f"{r['month']:%Y-%m}" for r in rows}),
+            }
+
+        # What the metadata sees is what was written: the frame's values, doubled on the way out.
+        return Described(
+            numbers_frame(context, spark).withColumn("value", F.col("value") * 2), describe
+        )
+
+    VALUES.update({"2019-10": [1, 2], "2019-11": [5]})
+    run([described_numbers], resources, key="2019-10")
+    result = run([described_numbers], resources, key="2019-11")
+    metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
+    # Only the run's month, though the table holds October too.
+    assert metadata["values"].value == [10]
+    assert metadata["months"].value == ["2019-11"]
+    assert metadata["dagster/partition_row_count"].value == 1
+    assert sorted(pl.read_delta(str(table_dir(tmp_path)))["value"].to_list()) == [2, 4, 10]
 
 
 def test_a_write_failing_in_the_executors_leaves_the_table_and_its_files_unchanged(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -88,6 +88,22 @@ def test_two_months_in_one_run_match_an_independent_computation(two_months, ware
     }
     assert got == revenue
     assert any(brand is None for _, brand in got)
+    # The UI's preview: the ten largest (month, brand) rows of both months by revenue.
+    materializations = [
+        m
+        for m in result.asset_materializations_for_node("gold_aggregates")
+        if m.asset_key == AssetKey(["gold", "revenue_by_brand"])
+    ]
+    assert [m.partition for m in materializations] == MONTHS  # one per month, one preview
+    preview = [
+        (r.data["month"], None if r.data["brand"] == "(no brand)" else r.data["brand"])
+        for r in materializations[0].metadata["top_brands"].value.records
+    ]
+    def rank(item):
+        (month, brand), (total, _) = item
+        return -total, brand is None, brand or "", month
+
+    assert preview == [key for key, _ in sorted(revenue.items(), key=rank)[:10]]
 
     daily = pl.read_delta(str(warehouse_dir / "gold" / "daily_funnel"))
     assert daily.height == len(funnel)

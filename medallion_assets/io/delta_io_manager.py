@@ -82,6 +82,7 @@ CONCURRENT_WRITERS_CONF = "spark.sql.maxConcurrentOutputFileWriters"
 
 __all__ = [
     "STAGING_DIR",
+    "Described",
     "MissingUpstreamData",
     "NoRows",
     "SparkDeltaIOManager",
@@ -117,6 +118,21 @@ class Summarized:
     summaries: Callable[[], Mapping[str, Mapping[str, object]] | None]
 
 
+@dataclass(frozen=True)
+class Described:
+    """A DataFrame to write, with output metadata worked out from the rows as written.
+
+    ``describe`` is called once the commit is made, with the run's months read back from the
+    table (`Warehouse.read_months`), and returns metadata entries for the materialization. For a
+    small table, such as a preview of a gold aggregate, reading back the few files just written
+    costs one short Spark job, where describing ``frame`` itself would compute it twice or keep
+    it cached for the write.
+    """
+
+    frame: DataFrame | Summarized
+    describe: Callable[[DataFrame], Mapping[str, object]]
+
+
 class SparkDeltaIOManager(ConfigurableIOManager):
     """Writes each asset's PySpark DataFrame to its own Delta table, replacing exactly the months
     of the run; loads the requested months of an upstream table as a PySpark DataFrame."""
@@ -133,10 +149,13 @@ class SparkDeltaIOManager(ConfigurableIOManager):
 
     # -- writing ---------------------------------------------------------------------------------
     def handle_output(
-        self, context: OutputContext, obj: DataFrame | NoRows | Summarized | None
+        self, context: OutputContext, obj: DataFrame | NoRows | Summarized | Described | None
     ) -> None:
         if obj is None:
             return
+        describe = None
+        if isinstance(obj, Described):
+            describe, obj = obj.describe, obj.frame
         summarize = None
         if isinstance(obj, Summarized):
             summarize, obj = obj.summaries, obj.frame
@@ -241,6 +260,11 @@ class SparkDeltaIOManager(ConfigurableIOManager):
             metadata["rows_per_month"] = MetadataValue.json(
                 {m: rows_per_month.get(m, 0) for m in months}
             )
+        if describe is not None:
+            written_rows = self.warehouse.read_months(
+                self.spark.spark_session, context.asset_key.path, months
+            )
+            metadata.update(describe(written_rows))
         context.add_output_metadata(metadata)
 
     @staticmethod
