@@ -164,6 +164,7 @@ MALFORMED = {
     GOOD.replace(",130.76,", ",abc,"): "price is not a non-negative amount",
     GOOD.replace(",130.76,", ",-1.00,"): "price is not a non-negative amount",
     GOOD.replace(",130.76,", ",1.234,"): "price is not a non-negative amount",
+    GOOD.replace(",130.76,", ",10000000000.00,"): "price is not a non-negative amount",
     GOOD.replace(",543272936,", ",5.5,"): "user_id is not an integer: '5.5'",
 }
 
