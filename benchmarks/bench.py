@@ -111,29 +111,40 @@ def prepare_instance(name: str, work: Path) -> None:
     )
 
 
-def pipeline(name: str, landing: Path, work: Path) -> tuple[Measurement, dict[str, float]]:
-    warehouse, home = work / f"{name}_warehouse", dagster_home(name, work)
-    shutil.rmtree(warehouse, ignore_errors=True)
-    env = dict(
-        os.environ,
-        MEDALLION_LANDING_DIR=str(landing),
-        MEDALLION_WAREHOUSE_DIR=str(warehouse),
-        DAGSTER_HOME=str(home),
-    )
-    env.pop("MEDALLION_SPARK_REMOTE", None)  # a classic session per run, as for the CLI
-    log = work / f"{name}.log"
-    command = [
-        str(BIN / "dagster"),
+def materialize_args(*partition_args: str) -> list[str]:
+    """The arguments of `dagster` that materialize the whole graph, as a user types them."""
+    return [
         "asset",
         "materialize",
         "-m",
         "medallion_assets.definitions",
         "--select",
         "*",
-        "--partition",
-        MONTH,
+        *partition_args,
     ]
-    result = run_measured(name, command, env=env, log_path=str(log))
+
+
+def pipeline_env(landing: Path, warehouse: Path, home: Path) -> dict[str, str]:
+    """The environment of a measured pipeline run: its landing directory, warehouse and instance,
+    and a classic Spark session of its own, as the CLI starts without ``make dev``."""
+    env = dict(
+        os.environ,
+        MEDALLION_LANDING_DIR=str(landing),
+        MEDALLION_WAREHOUSE_DIR=str(warehouse),
+        DAGSTER_HOME=str(home),
+    )
+    env.pop("MEDALLION_SPARK_REMOTE", None)
+    return env
+
+
+def pipeline(name: str, landing: Path, work: Path) -> tuple[Measurement, dict[str, float]]:
+    warehouse, home = work / f"{name}_warehouse", dagster_home(name, work)
+    shutil.rmtree(warehouse, ignore_errors=True)
+    log = work / f"{name}.log"
+    command = [str(BIN / "dagster"), *materialize_args("--partition", MONTH)]
+    result = run_measured(
+        name, command, env=pipeline_env(landing, warehouse, home), log_path=str(log)
+    )
     shutil.rmtree(warehouse, ignore_errors=True)
     return result, step_seconds(log)
 

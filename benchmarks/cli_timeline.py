@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -31,7 +30,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench import BIN, MONTH, PROJECT_INSTANCE, ensure_month  # noqa: E402
+from bench import (  # noqa: E402
+    BIN,
+    MONTH,
+    dagster_home,
+    ensure_month,
+    materialize_args,
+    pipeline_env,
+    prepare_instance,
+)
 
 MARK = "@@timeline "
 
@@ -90,26 +97,8 @@ def one_round(landing: Path, work: Path, home: Path) -> dict[str, float]:
     """Seconds from spawning the process to each point, and to its exit (``process gone``)."""
     warehouse = work / "warehouse"
     shutil.rmtree(warehouse, ignore_errors=True)
-    env = dict(
-        os.environ,
-        MEDALLION_LANDING_DIR=str(landing),
-        MEDALLION_WAREHOUSE_DIR=str(warehouse),
-        DAGSTER_HOME=str(home),
-    )
-    env.pop("MEDALLION_SPARK_REMOTE", None)
-    command = [
-        str(BIN / "python"),
-        "-c",
-        _TRACED_CLI,
-        "asset",
-        "materialize",
-        "-m",
-        "medallion_assets.definitions",
-        "--select",
-        "*",
-        "--partition",
-        MONTH,
-    ]
+    env = pipeline_env(landing, warehouse, home)
+    command = [str(BIN / "python"), "-c", _TRACED_CLI, *materialize_args("--partition", MONTH)]
     spawned = time.time()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     gone = time.time()
@@ -134,15 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_month(landing, args.rows)
     with tempfile.TemporaryDirectory(prefix="cli_timeline_") as tmp:
         work = Path(tmp)
-        home = work / "dagster_home"
-        home.mkdir()
-        shutil.copy(PROJECT_INSTANCE, home / "dagster.yaml")
-        subprocess.run(
-            [str(BIN / "dagster"), "instance", "migrate"],
-            env=dict(os.environ, DAGSTER_HOME=str(home)),
-            check=True,
-            capture_output=True,
-        )
+        prepare_instance("timeline", work)
+        home = dagster_home("timeline", work)
         rounds = []
         for number in range(1, args.rounds + 1):
             rounds.append(one_round(landing, work, home))

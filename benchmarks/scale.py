@@ -10,7 +10,6 @@ per table) against twelve separate one-month runs, through the dagster CLI. (A f
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from medallion_assets.sample_data import generate_month
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench import machine  # noqa: E402
+from bench import machine, materialize_args, pipeline_env  # noqa: E402
 from measure import run_measured  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -43,22 +42,8 @@ def materialize(name: str, landing: Path, warehouse: Path, work: Path, partition
     home = work / f"{name}_home"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    env = dict(
-        os.environ,
-        MEDALLION_LANDING_DIR=str(landing),
-        MEDALLION_WAREHOUSE_DIR=str(warehouse),
-        DAGSTER_HOME=str(home),
-    )
-    command = [
-        str(BIN / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "medallion_assets.definitions",
-        "--select",
-        "*",
-        *partition_args,
-    ]
+    command = [str(BIN / "dagster"), *materialize_args(*partition_args)]
+    env = pipeline_env(landing, warehouse, home)
     result = run_measured(name, command, env=env, log_path=str(work / f"{name}.log"))
     if result.returncode:
         raise SystemExit(f"{name} failed, see {work / (name + '.log')}")
