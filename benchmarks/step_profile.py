@@ -18,6 +18,7 @@ Figures quoted in the README's performance section come from runs of this script
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -33,7 +34,8 @@ DEFAULT_VARIANTS = [
     "bronze_observed",
     "bronze_no_rule",
     "bronze_corrupt_record_column",
-    "bronze_unpartitioned",
+    "bronze_spark_splits",
+    "bronze_partitioned",
     "floor_silver",
     "silver",
     "silver_output_count",
@@ -51,6 +53,8 @@ def run_variant(name: str, csv: str, out: Path) -> tuple[float, float]:
     from pyspark.sql import types as T
 
     from medallion_assets.assets.bronze import read_source
+    from medallion_assets.io.balanced_splits import balanced_splits
+    from medallion_assets.io.delta_io_manager import _one_month
     from medallion_assets.observations import Observed
     from medallion_assets.resources.spark import SparkSessionResource
     from medallion_assets.schema import (
@@ -90,7 +94,12 @@ def run_variant(name: str, csv: str, out: Path) -> tuple[float, float]:
     ingested = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
 
     def bronze(
-        observe: bool = False, rule: bool = True, corrupt: bool = False, partitioned: bool = True
+        observe: bool = False,
+        rule: bool = True,
+        corrupt: bool = False,
+        partitioned: bool = False,
+        bookkeeping: bool = True,
+        balanced: bool = True,
     ) -> None:
         # As the pipeline's bronze: no observation rides on the parse (``observe`` measures one).
         if corrupt:
@@ -112,14 +121,18 @@ def run_variant(name: str, csv: str, out: Path) -> tuple[float, float]:
                 "profile", accepted=F.count_if(F.col(VALID)), rejected=F.count_if(~F.col(VALID))
             )
             typed = counts.attach(typed)
-        if partitioned:
-            accepted_events(typed).write.mode("overwrite").partitionBy("month").parquet(
-                str(out / "bronze")
-            )
-        else:
-            accepted_events(typed).drop("month").write.mode("overwrite").parquet(
-                str(out / "bronze" / f"month={MONTH}")
-            )
+        accepted = accepted_events(typed)
+        if not bookkeeping:
+            accepted = accepted.drop("_source_file", "_ingested_at")
+        # As the IO manager writes one month: straight into its directory, the file cut into
+        # equal tasks (``partitioned`` and ``balanced`` take each away).
+        with balanced_splits(accepted) if balanced else contextlib.nullcontext():
+            if partitioned:
+                accepted.write.mode("overwrite").partitionBy("month").parquet(str(out / "bronze"))
+            else:
+                _one_month(accepted, "month", f"{MONTH}").write.mode("overwrite").parquet(
+                    str(out / "bronze" / f"month={MONTH}")
+                )
 
     def silver(output_count: bool, input_count: bool) -> None:
         frame = spark.read.parquet(str(out / "bronze"))
@@ -155,7 +168,10 @@ def run_variant(name: str, csv: str, out: Path) -> tuple[float, float]:
         "bronze_observed": lambda: bronze(observe=True),
         "bronze_no_rule": lambda: bronze(rule=False),
         "bronze_corrupt_record_column": lambda: bronze(corrupt=True),
-        "bronze_unpartitioned": lambda: bronze(partitioned=False),
+        "bronze_spark_splits": lambda: bronze(balanced=False),
+        "bronze_partitioned": lambda: bronze(partitioned=True),
+        "bronze_no_bookkeeping": lambda: bronze(bookkeeping=False),
+        "bronze_bare": lambda: bronze(rule=False, bookkeeping=False),
         "floor_silver": floor_silver,
         "silver": lambda: silver(output_count=False, input_count=False),
         "silver_output_count": lambda: silver(output_count=True, input_count=False),
