@@ -215,6 +215,9 @@ def test_a_month_streams_to_parquet_without_sorting_its_rows_and_a_range_still_s
     assert run([numbers], resources, key="2019-10").success
     [plan] = write_plans(spark, table_dir(tmp_path))
     assert "WriteFiles" in plan and "Sort" not in plan
+    # One month is written straight into its directory, not partitioned by month, and each row
+    # is checked to belong to it.
+    assert "month=2019-10-01" in plan and "raise_error" in plan
     # Several months through one task: the writer falls back to sorting the rest of the task's
     # rows, and each month still gets its own files with exactly its rows.
     VALUES.update({"2019-11": list(range(100, 130)), "2019-12": list(range(200, 210))})
