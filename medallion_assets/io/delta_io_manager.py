@@ -369,8 +369,10 @@ def _one_month(frame: DataFrame, partition_column: str, value: str) -> DataFrame
 
     A run of one month writes its rows into that month's directory as an unpartitioned write:
     Spark's partitioned writer would otherwise work out every row's partition value and copy the
-    row without it before writing, which on bronze's 5M-row month cost about 0.7 of 19 task CPU
-    seconds (`benchmarks/step_profile.py`, ``bronze`` against ``bronze_unpartitioned``). The check
+    row without it before writing: on bronze's 5M-row month, 19.0 task CPU seconds partitioned
+    against 18.3 written into the directory (`benchmarks/step_profile.py`, 3 rounds on 2026-12-04,
+    both with Spark's own splits; now ``bronze_partitioned`` and ``bronze``): small, inside the
+    spread of either. The check
     keeps the partitioned write's guarantee that no row lands in a month the run does not own: a
     row of another month fails the write. Where the month is a literal (bronze), Spark folds the
     check away; elsewhere it is one comparison per row.
