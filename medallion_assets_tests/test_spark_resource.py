@@ -102,10 +102,12 @@ def test_a_run_starts_one_session_for_all_its_steps_and_stops_it_at_the_end(tmp_
         from medallion_assets.resources.spark import SparkSessionResource
 
         seen = []
+        servers = []
 
         @asset
         def first(spark: SparkSessionResource):
             seen.append(id(spark.spark_session))
+            servers.append(spark.spark_session.sparkContext._accumulatorServer)
             return 1
 
         @asset
@@ -119,6 +121,12 @@ def test_a_run_starts_one_session_for_all_its_steps_and_stops_it_at_the_end(tmp_
         assert result.success
         assert len(seen) == 2 and seen[0] == seen[1], seen
         assert SparkContext._active_spark_context is None, "session still running after the run"
+        # PySpark's accumulator server is shut down too (on a thread of its own, not waited for).
+        import time
+        deadline = time.monotonic() + 5
+        while servers[0].socket.fileno() != -1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert servers[0].server_shutdown and servers[0].socket.fileno() == -1
         print("STOPPED-OK")
         """
     )

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from typing import Any
 
@@ -73,6 +74,29 @@ CONNECT_CLIENT_RETRIES = {"max_retries": 4, "initial_backoff": 100, "max_backoff
 # instances of one run (the assets' and the IO manager's) share one, as they share one classic
 # session, so DataFrames of one run never mix two server-side sessions.
 _OPEN_CONNECT_SESSIONS: dict[str, SparkSession] = {}
+
+
+def stop_classic(session: SparkSession) -> None:
+    """Stop a classic session and its JVM, without the wait PySpark adds after it.
+
+    ``SparkContext.stop()`` stops the JVM and then shuts down the Python-side server that received
+    accumulator updates from it; `socketserver`'s ``shutdown()`` waits for that server's loop, which
+    looks for the request only every 0.5 s, so every run's end waited up to half a second for a
+    server that, the JVM gone, can receive nothing more. It is shut down on a background thread
+    instead. (PySpark keeps the server in ``SparkContext._accumulatorServer``; without it the
+    session stops exactly as before.)
+    """
+    context = session.sparkContext
+    server = getattr(context, "_accumulatorServer", None)
+    if server is not None:
+        context._accumulatorServer = None
+    try:
+        session.stop()
+    finally:
+        if server is not None:
+            threading.Thread(
+                target=server.shutdown, name="spark-accumulator-server-shutdown", daemon=True
+            ).start()
 
 
 class SparkConnectUnavailable(RuntimeError):
@@ -307,7 +331,10 @@ class SparkSessionResource(PySparkResource):
         client and its server-side session — never the shared server."""
         session = self._spark_session
         if session is not None and self.owns_session:
-            session.stop()
+            if self.resolved_remote():
+                session.stop()
+            else:
+                stop_classic(session)
             remote = self.resolved_remote()
             if remote and _OPEN_CONNECT_SESSIONS.get(remote) is session:
                 del _OPEN_CONNECT_SESSIONS[remote]
