@@ -54,18 +54,25 @@ def _parallelism(session: SparkSession) -> int | None:
         return None
 
 
-def _file_sizes(uris: Iterable[str]) -> list[int] | None:
-    sizes = []
-    for uri in uris:
-        try:
-            fs, path = pafs.FileSystem.from_uri(uri)
-            info = fs.get_file_info(path)
-        except (OSError, ValueError, pa.ArrowException):
-            return None
-        if info.size is None:
-            return None
-        sizes.append(int(info.size))
-    return sizes
+def _file_sizes(uris: list[str]) -> list[int] | None:
+    """The files' sizes, asked in one call of one filesystem (made once: for object stores,
+    making one can mean a request of its own). None when any size cannot be had."""
+    if not uris:
+        return None
+    try:
+        fs, first = pafs.FileSystem.from_uri(uris[0])
+        prefix = uris[0][: -len(first)] if first and uris[0].endswith(first) else None
+        paths = [
+            uri[len(prefix):] if prefix is not None and uri.startswith(prefix)
+            else pafs.FileSystem.from_uri(uri)[1]
+            for uri in uris
+        ]
+        infos = fs.get_file_info(paths)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    if any(info.size is None for info in infos):
+        return None
+    return [int(info.size) for info in infos]
 
 
 @contextlib.contextmanager

@@ -331,7 +331,7 @@ class SparkSessionResource(PySparkResource):
         client and its server-side session — never the shared server."""
         session = self._spark_session
         if session is not None and self.owns_session:
-            if self.resolved_remote():
+            if self.is_remote:
                 session.stop()
             else:
                 stop_classic(session)
