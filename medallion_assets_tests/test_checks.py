@@ -213,9 +213,9 @@ def test_a_silver_that_loses_a_row_fails_its_check_blocks_gold_and_is_not_retrie
 ):
     write_source(landing_dir, "2019-Oct.csv", good_lines(50))
 
-    def losing_one(bronze, month_constants=None):
+    def losing_one(bronze, month_constants=None, partitions=None):
         # A de-duplication bug: one distinct event dropped after the copies were counted.
-        events = grouped_events(bronze, month_constants)
+        events = grouped_events(bronze, month_constants, partitions)
         return events.where(F.col("product_id") != 1000)
 
     monkeypatch.setattr(silver, "grouped_events", losing_one)

@@ -214,6 +214,33 @@ def test_silver_drops_null_users_and_exact_duplicates_only(spark):
     assert all(r.user_id is not None for r in silver)
 
 
+@pytest.mark.parametrize("constants", [False, True])
+def test_silver_holds_each_users_events_together_in_time_order(spark, constants):
+    # Users and times interleaved, as a month's file has them, with a duplicate and a null user.
+    rows = [
+        _event(f"2019-10-{day:02d} {hour:02d}:00:00", "view", user=user)
+        for day in (3, 1, 2)
+        for hour in (5, 1)
+        for user in (7, 2, 9, 4, 2, None)
+    ]
+    frame = bronze(spark, rows)
+    month_constants = (
+        {OCT: {"_source_file": "2019-Oct.csv", "_ingested_at": INGESTED}} if constants else None
+    )
+    silver = clean_events(frame, month_constants, partitions=3)
+    partitions = silver.rdd.glom().collect()
+    assert len(partitions) == 3
+    users_seen = []
+    for rows_of_partition in partitions:
+        order = [(r.user_id, r.event_time) for r in rows_of_partition]
+        # Within a partition (a file of silver), sorted by user and then time ...
+        assert order == sorted(order)
+        users_seen += sorted({user for user, _ in order})
+    # ... and each user in one partition only, every distinct event once.
+    assert sorted(users_seen) == [2, 4, 7, 9]
+    assert sum(len(p) for p in partitions) == 4 * 6
+
+
 def test_silver_puts_back_the_bookkeeping_columns_it_kept_out_of_the_shuffle(spark):
     nov = dt.date(2019, 11, 1)
     november = Row(
@@ -315,8 +342,8 @@ def test_a_large_month_is_de_duplicated_in_more_partitions_and_to_the_same_resul
     assert default.rdd.getNumPartitions() == 1
     key = ["event_time", "event_type", "user_id", "month", "_copies"]
     expected = sorted(grouped_events(frame).select(key).collect())
-    assert sorted(grouped_events(spread).select(key).collect()) == expected
-    assert sorted(grouped_events(default).select(key).collect()) == expected
+    assert sorted(grouped_events(frame, partitions=5).select(key).collect()) == expected
+    assert grouped_events(frame, partitions=5).rdd.getNumPartitions() == 5
     assert sorted(r["_copies"] for r in expected) == [1, 2]
     # Rows without a user are not shuffled at all.
     assert default.where("user_id IS NULL").count() == 0
@@ -359,10 +386,12 @@ def test_a_spread_month_is_shuffled_once_however_its_month_column_is_made(spark,
         november.withColumn("month", F.lit(dt.date(2019, 11, 1)))
     )
     for frame, partitions in [(f, p) for f in (one_month, two_months) for p in (3, None)]:
-        events = grouped_events(shuffled_for_dedup(frame, partitions), month_constants)
-        # One shuffle, and one aggregation after it: the partial and final phases run as one.
+        events = grouped_events(frame, month_constants, partitions)
+        # One shuffle, and one aggregation after it, streaming over the sorted partition: the
+        # partial and final phases run as one, and no hash map holds the month's events.
         assert _exchanges(events) == 1, _plan(events)
-        assert _plan(events).count("HashAggregate(") == 1, _plan(events)
+        assert _plan(events).count("SortAggregate(") == 1, _plan(events)
+        assert "HashAggregate(" not in _plan(events), _plan(events)
         assert sorted((r["month"].month, r["_copies"]) for r in events.collect()) == (
             [(10, 1), (10, 2)] if frame is one_month else [(10, 1), (10, 2), (11, 1), (11, 2)]
         )
@@ -375,7 +404,7 @@ def test_an_event_bronze_holds_under_two_months_is_kept_once_and_flagged(spark):
     october = bronze(spark, rows).withColumn("month", F.lit(OCT))
     # The same first event again under November: only a table changed by hand can hold it.
     november = bronze(spark, rows[:1]).withColumn("month", F.lit(dt.date(2019, 11, 1)))
-    events = grouped_events(shuffled_for_dedup(october.unionByName(november), None)).collect()
+    events = grouped_events(october.unionByName(november)).collect()
     assert sorted((r["month"], r["_last_month"], r["_copies"]) for r in events) == [
         (OCT, OCT, 1),
         (OCT, dt.date(2019, 11, 1), 2),

@@ -64,7 +64,6 @@ from medallion_assets.transforms import (
     dedup_partitions,
     event_totals,
     grouped_events,
-    shuffled_for_dedup,
 )
 
 SILVER_EVENTS = ["silver", "events"]
@@ -130,8 +129,7 @@ def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: 
     partitions = dedup_partitions(rows, default)
     if partitions:
         context.log.info(f"De-duplicating {rows:,} rows in {partitions} shuffle partitions.")
-    spread = shuffled_for_dedup(bronze, partitions)
-    events = kept.attach(grouped_events(spread, constants))
+    events = kept.attach(grouped_events(bronze, constants, partitions))
     yield Output(
         Summarized(
             conform(events, SILVER_EVENTS_SCHEMA),

@@ -48,11 +48,16 @@ MASTER_ENV = "MEDALLION_SPARK_MASTER"
 REMOTE_ENV = "MEDALLION_SPARK_REMOTE"
 DEFAULT_MASTER = "local[*]"
 
-# Settings every session gets, whatever the master: correctness rather than tuning.
+# Settings every session gets, whatever the master: what the tables hold and how they are laid
+# out depend on them, not only how fast they are written.
 REQUIRED_SQL_CONF: dict[str, str] = {
     # Timestamps are UTC instants end to end; Delta readers expect INT64 micros, not INT96.
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # An aggregation whose input is already sorted by its key streams over it instead of hashing
+    # it, and keeps the order: silver's de-duplication, whose files then hold each user's events
+    # in time order (`transforms.grouped_events`). Without it the same rows come out in hash order.
+    "spark.sql.execution.replaceHashWithSortAgg": "true",
 }
 
 # Session settings a Connect client sets on its own server-side session. Process-wide settings
