@@ -87,7 +87,8 @@ _ZERO = decimal.Decimal("0.00")
     retry_policy=SPARK_RETRY_POLICY,
     description=(
         "Bronze events with a user_id and without exact duplicates of the nine source columns. "
-        "Same columns as bronze/events."
+        "Same columns as bronze/events; each file holds a set of users, their events sorted by "
+        "user_id and event_time."
     ),
     check_specs=[
         blocking_check(
