@@ -73,7 +73,6 @@ def run_variant(name: str, csv: str, out: Path) -> tuple[float, float]:
         daily_funnel,
         grouped_events,
         revenue_by_brand,
-        shuffled_for_dedup,
         valid_events,
     )
 
@@ -138,7 +137,7 @@ def run_variant(name: str, csv: str, out: Path) -> tuple[float, float]:
         frame = spark.read.parquet(str(out / "bronze"))
         if input_count:
             frame = Observed("in", rows=F.count(F.lit(1))).attach(frame)
-        grouped = grouped_events(shuffled_for_dedup(frame, None))
+        grouped = grouped_events(frame)
         if output_count:
             grouped = Observed(
                 "out", rows=F.count(F.lit(1)), copies=F.sum(F.col(COPIES) - 1)

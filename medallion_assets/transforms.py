@@ -332,9 +332,16 @@ def shuffled_for_dedup(
     needs no second shuffle, and every copy of an event lands in the same partition as the others.
     Sorted, so that the aggregation streams over its input (`grouped_events`) instead of hashing
     every row into a map; the rows come out in that order, and silver's files hold each user's
-    events together in time order: on a 5M-row month they are 43 % smaller than in hash order
-    (120 against 210 MB), and gold's funnel, which aggregates per day and user, reads them in 0.6
-    against 1.0-1.3 s.
+    events together in time order: on a 5M-row month they were 43 % smaller than in hash order
+    (120 against 210 MB), and gold's funnel, which aggregates per day and user, read them in 0.6
+    against 1.0-1.3 s (one warm session, 3 rounds each; the write itself took the same time).
+    At full size, silver's step went from 73 to 68 s and gold's from 15.4 to 7.4 s
+    (``make bench-scale``).
+
+    The price of partitioning by user: a user with an outsized share of a month's events makes
+    one task that much longer (and its sort spill to disk, never fail). Spreading that user's
+    events would also spread each user's events over several files, which is what gold's funnel
+    and any per-user reader gain from.
 
     Not by ``month``: a partitioning satisfies an aggregation only on a subset of its grouping
     key, and ``month`` is none of `grouped_events`' keys. (When it was, a month read from the Delta
