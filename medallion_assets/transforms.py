@@ -339,9 +339,9 @@ def shuffled_for_dedup(
     (``make bench-scale``).
 
     The price of partitioning by user: a user with an outsized share of a month's events makes
-    one task that much longer (and its sort spill to disk, never fail). Spreading that user's
-    events would also spread each user's events over several files, which is what gold's funnel
-    and any per-user reader gain from.
+    one task that much longer (its sort spilling to disk when it outgrows memory). Spreading that
+    user's events would also spread each user's events over several files, which is what gold's
+    funnel and any per-user reader gain from.
 
     Not by ``month``: a partitioning satisfies an aggregation only on a subset of its grouping
     key, and ``month`` is none of `grouped_events`' keys. (When it was, a month read from the Delta
@@ -374,7 +374,7 @@ def grouped_events(
     session setting ``spark.sql.execution.replaceHashWithSortAgg`` chooses for an input already
     in order; see `medallion_assets.resources.spark`): one comparison with the previous row
     instead of a lookup in a hash map of every distinct event, and the output keeps the order.
-    Where the setting is off, Spark hashes instead, to the same rows.
+    Where the setting is off, Spark hashes instead: the same events and copies, in hash order.
 
     ``month`` is not a key but the earliest month of the event's copies, and ``_last_month`` the
     latest: ``first`` and ``last`` over copies sorted by month, all in one partition. Bronze keeps
