@@ -287,15 +287,8 @@ _BOOKKEEPING = ("_source_file", "_ingested_at")
 DEDUP_ORDER: tuple[str, ...] = (
     "user_id",
     "event_time",
-    "event_type",
-    "product_id",
-    "category_id",
-    "category_code",
-    "brand",
-    "price",
-    "user_session",
+    *(c for c in SOURCE_COLUMNS if c not in ("user_id", "event_time")),
 )
-assert sorted(DEDUP_ORDER) == sorted(SOURCE_COLUMNS)
 _DEDUP_KEY = [*DEDUP_ORDER, *_BOOKKEEPING]
 
 
