@@ -29,11 +29,11 @@ java:
 test-system-deps:
 	@scripts/system-deps.sh java browser postgres
 
-## The Spark driver's class-data-sharing archive (medallion_assets/resources/class_archive.py): built
+## The Spark driver's class-data-sharing archive (medallion_assets/tools/build_class_archive.py): built
 ## once per environment by a small month through the asset graph (about 30 s); every run's Spark
 ## session then starts in about half the time. Rebuilt when PySpark or Java changes.
 spark-archive: java $(STAMP)
-	@$(BIN)/python -m medallion_assets.resources.class_archive --if-missing
+	@$(BIN)/python -m medallion_assets.tools.build_class_archive --if-missing
 
 ## make run: install, write two sample months if the landing dir is empty, materialize every asset
 ## for both months in one Dagster run, print the top brands from gold.
@@ -60,7 +60,7 @@ CONNECT_PORT ?= 15002
 CONNECT_MEMORY ?= 2g
 SPARK_RUNS ?= 1
 dev: java $(STAMP) spark-archive
-	$(BIN)/python -m medallion_assets.dev --workspace workspace.yaml --port $(PORT) \
+	$(BIN)/python -m medallion_assets.tools.dev --workspace workspace.yaml --port $(PORT) \
 		--connect-port $(CONNECT_PORT) --connect-memory $(CONNECT_MEMORY) --spark-runs $(SPARK_RUNS)
 
 ## make bench-dev: make dev's latency from a file moved into landing to gold, 1,000-row months on the

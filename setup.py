@@ -48,8 +48,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "medallion-sample-data=medallion_assets.sample_data:main",
-            "medallion-top-brands=medallion_assets.report:main",
+            "medallion-sample-data=medallion_assets.tools.sample_data:main",
+            "medallion-top-brands=medallion_assets.tools.top_brands:main",
         ],
     },
 )

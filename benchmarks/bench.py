@@ -36,7 +36,7 @@ from pathlib import Path
 
 import psutil
 
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.sample_data import generate_month
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -35,8 +35,8 @@ from tempfile import TemporaryDirectory
 import polars as pl
 import psutil
 
-from medallion_assets.dev import HOST
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.dev import HOST
+from medallion_assets.tools.sample_data import generate_month
 
 # The `make dev` driver of the dev-server tests: free ports, its own DAGSTER_HOME, Ctrl-C to stop.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -81,7 +81,7 @@ class UnwarmedConnectDev(DagsterDev):
         return [
             str(PROJECT / ".venv" / "bin" / "python"),
             "-m",
-            "medallion_assets.dev",
+            "medallion_assets.tools.dev",
             "--workspace",
             str(PROJECT / "workspace.yaml"),
             "--port",

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from medallion_assets.partitions import monthly_partitions
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.sample_data import generate_month
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -1,45 +1,69 @@
-"""The code location: every asset, resource and job of the project in one `Definitions`."""
+"""The code location: every asset, resource, job, sensor and schedule of the project.
+
+`build_defs` wires the graph to a `Settings` object; ``defs`` is the graph wired to the
+environment (`Settings.from_env`), which is what ``dagster dev``, the CLI and ``dg`` load. Tests
+and tools call `build_defs` with settings of their own instead of patching the environment.
+"""
 
 from __future__ import annotations
 
 import gc
 
-from dagster import (
-    Definitions,
-    in_process_executor,
-    load_assets_from_modules,
-)
+from dagster import Definitions, in_process_executor, load_assets_from_modules
 
-from medallion_assets.alerts import failure_alert_sensor
 from medallion_assets.assets import bronze, gold, silver
+from medallion_assets.automation.alerts import AlertChannels, failure_alert_sensor
+from medallion_assets.automation.jobs import medallion_job
+from medallion_assets.automation.landing_sensor import build_landing_sensor
+from medallion_assets.automation.schedules import medallion_monthly_schedule
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
-from medallion_assets.jobs import medallion_job
 from medallion_assets.maintenance import delta_maintenance, delta_maintenance_schedule
+from medallion_assets.resources import class_archive
 from medallion_assets.resources.landing import LandingDirectory
 from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.resources.thresholds import QualityThresholds
 from medallion_assets.resources.warehouse import Warehouse
-from medallion_assets.schedules import medallion_monthly_schedule
-from medallion_assets.sensors import landing_csv_sensor
+from medallion_assets.settings import Settings
 
-spark = SparkSessionResource()
 
-all_assets = load_assets_from_modules([bronze, silver, gold])
-warehouse = Warehouse()
+def build_defs(settings: Settings) -> Definitions:
+    """The whole project, configured by ``settings``."""
+    archive = class_archive.archive_path(settings.spark_class_archive, settings.java_home)
+    spark = SparkSessionResource(
+        master=settings.spark_master,
+        remote=settings.spark_remote,
+        class_archive=str(archive) if archive else None,
+    )
+    warehouse = Warehouse(root_uri=settings.warehouse_dir)
+    return Definitions(
+        assets=load_assets_from_modules([bronze, silver, gold]),
+        jobs=[medallion_job, delta_maintenance],
+        sensors=[
+            build_landing_sensor(
+                interval_seconds=settings.sensor_interval_seconds,
+                settle_seconds=settings.sensor_settle_seconds,
+            ),
+            failure_alert_sensor,
+        ],
+        schedules=[medallion_monthly_schedule, delta_maintenance_schedule],
+        resources={
+            "spark": spark,
+            "landing": LandingDirectory(path=settings.landing_dir),
+            "warehouse": warehouse,
+            "thresholds": QualityThresholds(
+                rejected_warn_percent=settings.rejected_warn_percent,
+                rejected_fail_percent=settings.rejected_fail_percent,
+            ),
+            "alerts": AlertChannels.from_settings(settings),
+            "io_manager": SparkDeltaIOManager(spark=spark, warehouse=warehouse),
+        },
+        # One process per run: the run's steps share one Spark session (one JVM), like a job
+        # cluster.
+        executor=in_process_executor,
+    )
 
-defs = Definitions(
-    assets=all_assets,
-    jobs=[medallion_job, delta_maintenance],
-    sensors=[landing_csv_sensor, failure_alert_sensor],
-    schedules=[medallion_monthly_schedule, delta_maintenance_schedule],
-    resources={
-        "spark": spark,
-        "landing": LandingDirectory(),
-        "warehouse": warehouse,
-        "io_manager": SparkDeltaIOManager(spark=spark, warehouse=warehouse),
-    },
-    # One process per run: the run's steps share one Spark session (one JVM), like a job cluster.
-    executor=in_process_executor,
-)
+
+defs = build_defs(Settings.from_env())
 
 # Everything loaded by now (Dagster, PySpark, pyarrow, these definitions: some 180,000 objects the
 # collector tracks) lives as long as the process. Frozen, it is left out of the cyclic garbage

@@ -53,9 +53,9 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import CommitProperties
 from pydantic import Field
 
-from medallion_assets.io.delta_commit import filesystem_for, live_files
+from medallion_assets.delta.commit import filesystem_for, live_files
 from medallion_assets.io.delta_io_manager import STAGING_DIR
-from medallion_assets.resources.warehouse import WAREHOUSE_ENV, Warehouse
+from medallion_assets.resources.warehouse import Warehouse
 
 JOB_NAME = "delta_maintenance"
 SCHEDULE_NAME = "delta_maintenance_schedule"
@@ -72,7 +72,7 @@ class DeltaMaintenanceConfig(Config):
 
     warehouse_dir: str | None = Field(
         default=None,
-        description=f"Warehouse root; default the warehouse resource's (${WAREHOUSE_ENV}).",
+        description="Warehouse root; default the warehouse resource's.",
     )
     retention_hours: int = Field(
         default=DEFAULT_RETENTION_HOURS,

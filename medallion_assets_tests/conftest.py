@@ -1,13 +1,18 @@
-"""Shared fixtures: one Spark session for the whole test session, temporary landing/warehouse."""
+"""Shared fixtures: one Spark session for the whole test session; settings and definitions over
+temporary landing and warehouse directories (tests pass settings, they never patch the
+environment)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from dagster import Definitions
 from pyspark.sql import SparkSession
 
+from medallion_assets.definitions import build_defs
 from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -24,16 +29,24 @@ def spark() -> SparkSession:
 
 
 @pytest.fixture
-def landing_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def landing_dir(tmp_path: Path) -> Path:
     path = tmp_path / "landing"
     path.mkdir()
-    monkeypatch.setenv("MEDALLION_LANDING_DIR", str(path))
     return path
 
 
 @pytest.fixture
-def warehouse_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "warehouse"
-    monkeypatch.setenv("MEDALLION_WAREHOUSE_DIR", str(path))
-    return path
+def warehouse_dir(tmp_path: Path) -> Path:
+    return tmp_path / "warehouse"
 
+
+@pytest.fixture
+def settings(landing_dir: Path, warehouse_dir: Path) -> Settings:
+    """The project's defaults, over this test's own landing and warehouse directories."""
+    return Settings(landing_dir=str(landing_dir), warehouse_dir=str(warehouse_dir))
+
+
+@pytest.fixture
+def defs(settings: Settings) -> Definitions:
+    """The whole project wired to `settings`."""
+    return build_defs(settings)

@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from dagster import AssetCheckSeverity, build_run_status_sensor_context, instance_for_test
 
-from medallion_assets.alerts import AlertDeliveryError, failure_alert_sensor
+from medallion_assets.automation.alerts import AlertDeliveryError, failure_alert_sensor
 from medallion_assets_tests.source_lines import good_lines, run_job, write_source
 
 SECRET_PATH = "/services/T0001/B0002/not-to-be-logged"

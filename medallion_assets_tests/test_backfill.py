@@ -19,8 +19,8 @@ from dagster._core.storage.tags import (
 from deltalake import DeltaTable
 
 from medallion_assets.definitions import defs
-from medallion_assets.io.month_summaries import FILES, MONTH_SUMMARIES
-from medallion_assets.sample_data import generate_month
+from medallion_assets.delta.month_summaries import FILES, MONTH_SUMMARIES
+from medallion_assets.tools.sample_data import generate_month
 
 MONTHS = ["2019-10", "2019-11", "2019-12"]
 ROWS = 3000

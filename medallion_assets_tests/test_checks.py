@@ -29,14 +29,14 @@ from medallion_assets.assets.bronze import (
 )
 from medallion_assets.assets.gold import funnel_matches_silver, revenue_matches_silver
 from medallion_assets.assets.silver import rows_accounted_for, user_id_not_null
-from medallion_assets.io.delta_commit import (
+from medallion_assets.delta.commit import (
     commit_files,
     describe_file,
     filesystem_for,
     live_files,
     table_arrow_schema,
 )
-from medallion_assets.io.month_summaries import MONTH_SUMMARIES
+from medallion_assets.delta.month_summaries import MONTH_SUMMARIES
 from medallion_assets.transforms import grouped_events, revenue_by_brand
 from medallion_assets_tests.source_lines import (
     DOWNSTREAM_STEPS,

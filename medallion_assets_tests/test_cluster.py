@@ -16,7 +16,7 @@ import polars as pl
 import pyspark
 import pytest
 
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.sample_data import generate_month
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from medallion_assets.io.delta_commit import commit_files, describe_file, filesystem_for
+from medallion_assets.delta.commit import commit_files, describe_file, filesystem_for
 
 SCHEMA = pa.schema([("value", pa.int64()), ("month", pa.date32())])
 
@@ -27,7 +27,7 @@ SCHEMA = pa.schema([("value", pa.int64()), ("month", pa.date32())])
 COMMIT_WRITER = r"""
 import json, os, sys, time, uuid
 import pyarrow as pa, pyarrow.parquet as pq
-from medallion_assets.io.delta_commit import (
+from medallion_assets.delta.commit import (
     ConcurrentWriteError, commit_files, describe_file, filesystem_for, table_version,
 )
 
@@ -127,7 +127,7 @@ def compete_on_first_attempt(batches):
         pass
     else:
         import pyarrow as pa, pyarrow.parquet as pq
-        from medallion_assets.io.delta_commit import commit_files, describe_file, filesystem_for
+        from medallion_assets.delta.commit import commit_files, describe_file, filesystem_for
         relative = f"month={month}/part-{uuid.uuid4().hex}.parquet"
         os.makedirs(os.path.join(table, f"month={month}"), exist_ok=True)
         pq.write_table(pa.table({"value": pa.array([-100, -101], pa.int64())}),

@@ -26,7 +26,7 @@ from dagster._core.storage.tags import (
 from deltalake import DeltaTable
 
 from medallion_assets.definitions import defs
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.sample_data import generate_month
 
 TABLES = [
     "bronze/events",

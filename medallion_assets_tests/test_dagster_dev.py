@@ -34,8 +34,8 @@ import pytest
 from dagster import DagsterInstance
 from deltalake import DeltaTable
 
-from medallion_assets.dev import SPARK_POOL
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.dev import SPARK_POOL
+from medallion_assets.tools.sample_data import generate_month
 from medallion_assets_tests.dagster_dev import (
     PROJECT,
     DagsterDev,

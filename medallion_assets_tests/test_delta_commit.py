@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from medallion_assets.io.delta_commit import (
+from medallion_assets.delta.commit import (
     SchemaMismatchError,
     commit_files,
     describe_file,

@@ -5,7 +5,7 @@ for the database, record its failure — is tested against a real server in test
 import dagster as dg
 import pytest
 
-from medallion_assets.instance_storage import (
+from medallion_assets.tools.instance_storage import (
     GuardedRunStorage,
     InstanceStorageUnavailableError,
     describe_database,

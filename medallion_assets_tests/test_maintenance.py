@@ -26,7 +26,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from medallion_assets.definitions import defs
-from medallion_assets.io.delta_commit import (
+from medallion_assets.delta.commit import (
     commit_files,
     describe_file,
     filesystem_for,

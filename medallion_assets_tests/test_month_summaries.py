@@ -6,7 +6,7 @@ from decimal import Decimal
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from medallion_assets.io.month_summaries import (
+from medallion_assets.delta.month_summaries import (
     FILES,
     MONTH_SUMMARIES,
     encode,

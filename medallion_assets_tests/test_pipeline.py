@@ -20,7 +20,7 @@ from dagster._core.storage.tags import (
 from deltalake import DeltaTable
 
 from medallion_assets.definitions import defs
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.sample_data import generate_month
 
 MONTHS = ["2019-10", "2019-11"]
 ROWS = 4000

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from medallion_assets import sample_data
-from medallion_assets.sample_data import Progress, file_name_for, generate_month, main
+from medallion_assets.tools import sample_data
+from medallion_assets.tools.sample_data import Progress, file_name_for, generate_month, main
 
 HEADER = (
     "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"

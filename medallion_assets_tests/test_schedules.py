@@ -7,7 +7,7 @@ import pytest
 from dagster import DagsterInstance, DefaultScheduleStatus, build_schedule_context
 
 from medallion_assets.definitions import defs
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.sample_data import generate_month
 
 UTC = dt.timezone.utc
 

@@ -29,8 +29,8 @@ from medallion_assets.resources.landing import (
     SourceFingerprint,
     fingerprint_metadata,
 )
-from medallion_assets.sample_data import HEADER
-from medallion_assets.sensors import (
+from medallion_assets.tools.sample_data import HEADER
+from medallion_assets.automation.landing_sensor import (
     INTERVAL_ENV,
     SETTLE_ENV,
     SOURCE_FILE_TAG,

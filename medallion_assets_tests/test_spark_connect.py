@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from medallion_assets.dev import ConnectServer
+from medallion_assets.tools.dev import ConnectServer
 from medallion_assets.resources.spark import REMOTE_ENV
 from medallion_assets_tests.dagster_dev import free_port
 from medallion_assets_tests.source_lines import (
@@ -152,7 +152,7 @@ def test_the_whole_job_for_a_month_gives_the_same_tables_and_checks_as_a_classic
         """
         from dagster import build_sensor_context
         from medallion_assets.definitions import defs
-        from medallion_assets.sensors import landing_csv_sensor
+        from medallion_assets.automation.landing_sensor import landing_csv_sensor
 
         with DagsterInstance.ephemeral() as instance:
             result = run_job("2019-10", instance=instance)

@@ -32,7 +32,7 @@ import pytest
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.sample_data import generate_month
 from medallion_assets_tests.dagster_dev import wait_for
 from medallion_assets_tests.postgres_server import PostgresServer, postgres_server
 from medallion_assets_tests.team_deployment import (
@@ -252,7 +252,7 @@ def test_the_deployment_instance_reads_its_settings(instance_env, monkeypatch):
     from dagster import DagsterInstance
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
-    from medallion_assets.instance_storage import (
+    from medallion_assets.tools.instance_storage import (
         GuardedEventLogStorage,
         GuardedRunStorage,
         GuardedScheduleStorage,

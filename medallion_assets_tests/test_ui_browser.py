@@ -20,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from medallion_assets.sample_data import generate_month
+from medallion_assets.tools.sample_data import generate_month
 from medallion_assets_tests.dagster_dev import dagster_dev
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,6 @@ No Spark observation rides on the parse: one measured a tenth of bronze's time.
 
 
 import datetime as dt
-import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,6 +48,7 @@ from medallion_assets.resources.landing import (
     fingerprint_metadata,
 )
 from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.resources.thresholds import QualityThresholds, check_thresholds
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY, deterministic_failure
 from medallion_assets.schema import (
@@ -64,10 +64,6 @@ LANDING_EVENTS = ["landing", "events_csv"]
 BRONZE_EVENTS = ["bronze", "events"]
 BRONZE_REJECTED = ["bronze", "events_rejected"]
 
-WARN_PERCENT_ENV = "MEDALLION_REJECTED_WARN_PERCENT"
-FAIL_PERCENT_ENV = "MEDALLION_REJECTED_FAIL_PERCENT"
-DEFAULT_WARN_PERCENT = 0.0
-DEFAULT_FAIL_PERCENT = 5.0
 
 LINES_ACCOUNTED_FOR = "bronze_lines_accounted_for"
 REJECTED_SHARE = "bronze_rejected_share"
@@ -87,42 +83,28 @@ landing_events_csv = AssetSpec(
 
 
 class BronzeConfig(Config):
-    """Thresholds for the share of a month's lines that bronze may reject, in percent.
-
-    Unset values come from ``$MEDALLION_REJECTED_WARN_PERCENT`` and
-    ``$MEDALLION_REJECTED_FAIL_PERCENT``, else 0 % (warn on any rejected line) and 5 % (fail when
-    more than one line in twenty is bad).
-    """
+    """One run's thresholds for the share of a month's lines that bronze may reject, in percent;
+    unset, the `QualityThresholds` resource's (``$MEDALLION_REJECTED_WARN_PERCENT`` and
+    ``$MEDALLION_REJECTED_FAIL_PERCENT``, 0 % and 5 % by default)."""
 
     warn_above_percent: float | None = Field(
-        default=None, description=f"WARN above this share; default ${WARN_PERCENT_ENV} or 0."
+        default=None, description="WARN above this share; default the thresholds resource's."
     )
     fail_above_percent: float | None = Field(
         default=None,
-        description=f"ERROR (blocking) above this share; default ${FAIL_PERCENT_ENV} or 5.",
+        description="ERROR (blocking) above this share; default the thresholds resource's.",
     )
 
-    def thresholds(self) -> tuple[float, float]:
-        warn = _percent(self.warn_above_percent, WARN_PERCENT_ENV, DEFAULT_WARN_PERCENT)
-        fail = _percent(self.fail_above_percent, FAIL_PERCENT_ENV, DEFAULT_FAIL_PERCENT)
-        if not 0 <= warn <= fail <= 100:
-            raise deterministic_failure(
-                "Rejected-share thresholds must satisfy "
-                f"0 <= warn ({warn}) <= fail ({fail}) <= 100."
-            )
+    def thresholds(self, defaults: QualityThresholds) -> tuple[float, float]:
+        warn = self.warn_above_percent
+        fail = self.fail_above_percent
+        warn = defaults.rejected_warn_percent if warn is None else float(warn)
+        fail = defaults.rejected_fail_percent if fail is None else float(fail)
+        try:
+            check_thresholds(warn, fail)
+        except ValueError as error:
+            raise deterministic_failure(str(error)) from None
         return warn, fail
-
-
-def _percent(configured: float | None, env: str, default: float) -> float:
-    if configured is not None:
-        return float(configured)
-    raw = os.environ.get(env, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as error:
-        raise deterministic_failure(f"${env}={raw!r} is not a number of percent.") from error
 
 
 @multi_asset(
@@ -181,13 +163,14 @@ def bronze_events(
     spark: SparkSessionResource,
     landing: LandingDirectory,
     warehouse: Warehouse,
+    thresholds: QualityThresholds,
 ):
     """Read each month of the run from the landing directory and parse it.
 
     A missing or unusable file fails the step before Spark reads anything, naming the file and
     the problem, without retries (the next attempt would find the same file).
     """
-    warn, fail = config.thresholds()
+    warn, fail = config.thresholds(thresholds)
     months = list(context.partition_keys)
     paths = {key: _source_path(landing, key) for key in months}
     session = spark.spark_session

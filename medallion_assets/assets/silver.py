@@ -18,7 +18,7 @@ table again:
 
 The same observation totals each month's purchase revenue and events of each kind
 (`transforms.event_totals`); the IO manager records them in silver's Delta commit, keyed by the
-month's files (`medallion_assets.io.month_summaries`). Gold checks its tables against them: a
+month's files (`medallion_assets.delta.month_summaries`). Gold checks its tables against them: a
 comparison with what silver's write saw, at the cost of a few sums on rows already flowing
 (gold counting silver's totals on its own read of silver cost 0.8 s of a 5M-row month's 4.5 s).
 

@@ -13,7 +13,7 @@ held by the `Warehouse` resource) and conventions — a table per asset at
 ``<root_uri>/<key prefix>/<name>``, the partition column named by the ``partition_expr``
 metadata entry.
 
-How a write works (see `medallion_assets.io.delta_commit`):
+How a write works (see `medallion_assets.delta.commit`):
 
 1. Spark executors write Parquet files (INT64 microsecond timestamps) into a staging directory
    private to this write, ``<table>/_staging/<write id>/month=YYYY-MM-DD/``. A private staging
@@ -63,8 +63,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from medallion_assets.io.balanced_splits import balanced_splits
-from medallion_assets.io.delta_commit import (
+from medallion_assets.delta.commit import (
     DataFile,
     commit_files,
     describe_file,
@@ -72,7 +71,8 @@ from medallion_assets.io.delta_commit import (
     live_files,
     table_version,
 )
-from medallion_assets.io.month_summaries import MONTH_SUMMARIES, encode, files_by_month
+from medallion_assets.delta.month_summaries import MONTH_SUMMARIES, encode, files_by_month
+from medallion_assets.io.balanced_splits import balanced_splits
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.warehouse import (
     MissingUpstreamData,
@@ -111,7 +111,8 @@ class NoRows:
 @dataclass(frozen=True)
 class Summarized:
     """A DataFrame to write, with totals per month that its write computes, recorded in the
-    table's Delta commit for readers to check against (see `medallion_assets.io.month_summaries`).
+    table's Delta commit for readers to check against (see
+    `medallion_assets.delta.month_summaries`).
 
     ``summaries`` is called once Spark has written the files and before the commit; it returns
     per month key (``YYYY-MM``) a mapping of names to values (counts, decimals), typically what a

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ from pydantic import Field
 
 from medallion_assets.partitions import candidate_file_names, month_start
 from medallion_assets.schema import SOURCE_HEADER
+from medallion_assets.settings import Settings
 
-LANDING_ENV = "MEDALLION_LANDING_DIR"
-DEFAULT_LANDING_DIR = "data/landing"
+DEFAULT_LANDING_DIR = Settings.model_fields["landing_dir"].default
 
 
 class SourceFileError(Exception):
@@ -203,16 +202,13 @@ def inside(directory: Path, path: Path) -> bool:
 
 
 class LandingDirectory(ConfigurableResource):
-    """Where monthly CSVs land: ``$MEDALLION_LANDING_DIR``, else ``data/landing`` under the working
-    directory (the project root when started through the Makefile)."""
+    """Where monthly CSVs land (``$MEDALLION_LANDING_DIR``, see `medallion_assets.settings`); a
+    relative path is taken from the working directory (the project root under the Makefile)."""
 
-    path: str | None = Field(
-        default=None, description=f"Landing directory; default ${LANDING_ENV}."
-    )
+    path: str = Field(default=DEFAULT_LANDING_DIR, description="Landing directory.")
 
     def directory(self) -> Path:
-        raw = self.path or os.environ.get(LANDING_ENV) or DEFAULT_LANDING_DIR
-        return Path(raw).expanduser().absolute()
+        return Path(self.path or DEFAULT_LANDING_DIR).expanduser().absolute()
 
     def source_file(self, partition_key: str) -> Path:
         """The month's source file, checked to exist, be a regular file and lie in the directory."""

@@ -10,14 +10,15 @@ the run ends.
 
 Where the session runs:
 
-* ``$MEDALLION_SPARK_REMOTE`` (or ``remote``) set, e.g. ``sc://127.0.0.1:15002``: the run is a
-  Spark Connect client of an endpoint that is already up — the warm local server `make dev`
-  starts, or a cluster's Connect endpoint, the way Databricks Connect users work. No run pays a JVM
-  start. At run end the resource releases its own server-side session (temporary views, cached
-  plans, observations) and closes the channel; the server and its SparkContext keep serving the
-  next run. dagster-pyspark has no Connect support, hence this branch.
-* Otherwise a classic session on ``$MEDALLION_SPARK_MASTER`` or ``local[*]``, started for the run
-  and stopped when it ends — like a Databricks job cluster, never an idle interactive one. This is
+* ``remote`` set (``$MEDALLION_SPARK_REMOTE``, see `medallion_assets.settings`), e.g.
+  ``sc://127.0.0.1:15002``: the run is a Spark Connect client of an endpoint that is already
+  up — the warm local server `make dev` starts, or a cluster's Connect endpoint, the way
+  Databricks Connect users work. No run pays a JVM start. At run end the resource releases its
+  own server-side session (temporary views, cached plans, observations) and closes the
+  channel; the server and its SparkContext keep serving the next run. dagster-pyspark has no
+  Connect support, hence this branch.
+* Otherwise a classic session on ``master`` (``$MEDALLION_SPARK_MASTER``, ``local[*]`` by
+  default), started for the run and stopped when it ends — like a Databricks job cluster, never an idle interactive one. This is
   what ``make run`` and the CLI use. If a classic session already exists in the process (a
   notebook, or a test suite's shared session), the run reuses it and leaves it running: it stops
   only what it started.
@@ -43,10 +44,10 @@ from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
 from medallion_assets.resources import class_archive
+from medallion_assets.settings import Settings
 
-MASTER_ENV = "MEDALLION_SPARK_MASTER"
-REMOTE_ENV = "MEDALLION_SPARK_REMOTE"
-DEFAULT_MASTER = "local[*]"
+REMOTE_ENV = Settings.env_name("spark_remote")
+DEFAULT_MASTER = Settings.model_fields["spark_master"].default
 
 # Settings every session gets, whatever the master: what the tables hold and how they are laid
 # out depend on them, not only how fast they are written.
@@ -62,7 +63,7 @@ REQUIRED_SQL_CONF: dict[str, str] = {
 
 # Session settings a Connect client sets on its own server-side session. Process-wide settings
 # (memory, UI, Hadoop output committer) belong to whoever starts the server: see
-# `medallion_assets.dev.CONNECT_SERVER_CONF` for the local one.
+# `medallion_assets.tools.dev.CONNECT_SERVER_CONF` for the local one.
 CONNECT_SESSION_CONF: dict[str, str] = {
     **REQUIRED_SQL_CONF,
     "spark.sql.shuffle.partitions": "8",
@@ -109,8 +110,9 @@ class SparkConnectUnavailable(RuntimeError):
     blip), so the step's retry policy applies."""
 
 
-def local_defaults(master: str) -> dict[str, str]:
-    """Defaults for a laptop or a single CI machine; each can be overridden by `spark_config`."""
+def local_defaults(master: str, archive: str | None = None) -> dict[str, str]:
+    """Defaults for a laptop or a single CI machine; each can be overridden by `spark_config`.
+    ``archive``: the driver's class archive to start from, if any (`class_archive`)."""
     defaults = {
         **REQUIRED_SQL_CONF,
         "spark.ui.enabled": "false",
@@ -144,10 +146,10 @@ def local_defaults(master: str) -> dict[str, str]:
         # month on 2 cores).
         java_options.append("-XX:+UseParallelGC")
     # The driver JVM (in this process, whatever the master) starts from the environment's class
-    # archive when `make install` built one: see `class_archive`.
-    archive = class_archive.java_options()
-    if archive:
-        java_options.append(archive)
+    # archive when `make spark-archive` built one: see `class_archive`.
+    archive_option = class_archive.java_options(archive)
+    if archive_option:
+        java_options.append(archive_option)
     if java_options:
         defaults["spark.driver.extraJavaOptions"] = " ".join(java_options)
     return defaults
@@ -212,20 +214,21 @@ def _close_quietly(session: SparkSession) -> None:
 class SparkSessionResource(PySparkResource):
     """One Spark session per Dagster run, created lazily and ended when the run ends.
 
-    ``remote`` defaults to ``$MEDALLION_SPARK_REMOTE``: when set, the run is a Spark Connect
-    client of that endpoint and ``master`` is not used. ``master`` defaults to
-    ``$MEDALLION_SPARK_MASTER`` or ``local[*]``, read when the session is created;
+    ``remote`` set: the run is a Spark Connect client of that endpoint and ``master`` is not
+    used. ``definitions.build_defs`` fills every field from `medallion_assets.settings`;
     ``spark_config`` overrides any default (e.g. ``{"spark.ui.enabled": "true"}``; with Connect,
     only session settings such as ``spark.sql.*`` apply).
     """
 
-    master: str | None = Field(
-        default=None, description=f"Spark master URL; default ${MASTER_ENV} or {DEFAULT_MASTER}."
-    )
+    master: str = Field(default=DEFAULT_MASTER, description="Spark master URL.")
     remote: str | None = Field(
         default=None,
-        description=f"Spark Connect endpoint (sc://host:port); default ${REMOTE_ENV}. "
-        "When set, the run is a Connect client and `master` is not used.",
+        description="Spark Connect endpoint (sc://host:port). When set, the run is a Connect "
+        "client and `master` is not used.",
+    )
+    class_archive: str | None = Field(
+        default=None,
+        description="The driver JVM's class-data-sharing archive, used when the file exists.",
     )
     app_name: str = Field(default="medallion_assets", description="Spark application name.")
     spark_config: dict[str, Any] = Field(
@@ -234,16 +237,16 @@ class SparkSessionResource(PySparkResource):
     _owns_session: bool = PrivateAttr(default=False)
 
     def resolved_remote(self) -> str | None:
-        return self.remote or os.environ.get(REMOTE_ENV) or None
+        return self.remote or None
 
     def resolved_master(self) -> str:
-        return self.master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER
+        return self.master or DEFAULT_MASTER
 
     def effective_config(self) -> dict[str, str]:
         if self.resolved_remote():
             config = dict(CONNECT_SESSION_CONF)
         else:
-            config = local_defaults(self.resolved_master())
+            config = local_defaults(self.resolved_master(), self.class_archive)
         config.update({k: str(v) for k, v in self.spark_config.items()})
         return config
 

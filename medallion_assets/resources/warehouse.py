@@ -28,12 +28,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from medallion_assets.io import month_summaries
-from medallion_assets.io.delta_commit import live_files, open_table, table_arrow_schema
+from medallion_assets.delta import month_summaries
+from medallion_assets.delta.commit import live_files, open_table, table_arrow_schema
 from medallion_assets.schema import MONTH_COLUMN
+from medallion_assets.settings import Settings
 
-WAREHOUSE_ENV = "MEDALLION_WAREHOUSE_DIR"
-DEFAULT_WAREHOUSE_DIR = "data/warehouse"
+DEFAULT_WAREHOUSE_DIR = Settings.model_fields["warehouse_dir"].default
 
 
 class MissingUpstreamData(Exception):
@@ -46,9 +46,9 @@ def spark_path(uri: str) -> str:
 
 
 def warehouse_uri(configured: str | None = None) -> str:
-    """The warehouse root: ``configured``, else ``$MEDALLION_WAREHOUSE_DIR``, else
-    ``data/warehouse`` under the working directory; a local path is made absolute."""
-    raw = configured or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE_DIR
+    """The warehouse root: ``configured``, else ``data/warehouse`` under the working directory;
+    a local path is made absolute."""
+    raw = configured or DEFAULT_WAREHOUSE_DIR
     if "://" in raw:
         return raw.rstrip("/")
     return os.path.abspath(os.path.expanduser(raw))
@@ -62,9 +62,9 @@ def month_value(key: str) -> str:
 class Warehouse(ConfigurableResource):
     """The Delta tables' root and storage options; per-month reads and counts of a table."""
 
-    root_uri: str | None = Field(
-        default=None,
-        description=f"Warehouse root; default ${WAREHOUSE_ENV}, else {DEFAULT_WAREHOUSE_DIR}.",
+    root_uri: str = Field(
+        default=DEFAULT_WAREHOUSE_DIR,
+        description="Warehouse root: a local path, or s3://, az://, gs:// with storage options.",
     )
     storage_options: AzureConfig | S3Config | LocalConfig | GcsConfig = Field(
         default_factory=LocalConfig,
@@ -178,7 +178,7 @@ class Warehouse(ConfigurableResource):
     ) -> dict[str, dict[str, object] | None]:
         """Per month key, the totals the table's writer recorded for exactly the files a reader
         read (``read_files``: their paths or URIs, e.g. `DataFrame.inputFiles`), or None where it
-        recorded none for them (see `medallion_assets.io.month_summaries`)."""
+        recorded none for them (see `medallion_assets.delta.month_summaries`)."""
         return month_summaries.recorded(
             self.open_table(asset_path),
             months,

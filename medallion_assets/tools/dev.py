@@ -49,7 +49,9 @@ from pathlib import Path
 
 import pyspark
 
+from medallion_assets.resources.class_archive import archive_path
 from medallion_assets.resources.spark import REMOTE_ENV, local_defaults
+from medallion_assets.settings import Settings
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 HOST = "127.0.0.1"
@@ -60,14 +62,19 @@ DEFAULT_SPARK_RUNS = 1
 SPARK_POOL = "spark"
 STARTUP_TIMEOUT = 120.0
 
-# The server's process-wide settings: the project's local defaults (UTC, Parquet timestamps,
-# no _SUCCESS markers, loopback only), the gRPC endpoint on loopback, and idle sessions of runs
-# that were killed dropped after ten minutes rather than an hour.
-CONNECT_SERVER_CONF: dict[str, str] = {
-    **{k: v for k, v in local_defaults("local[*]").items() if k != "spark.driver.memory"},
-    "spark.connect.grpc.binding.address": HOST,
-    "spark.connect.session.manager.defaultSessionTimeout": "10min",
-}
+
+
+def connect_server_conf(archive: str | None = None) -> dict[str, str]:
+    """The server's process-wide settings: the project's local defaults (UTC, Parquet
+    timestamps, no _SUCCESS markers, loopback only, the class archive when there is one), the
+    gRPC endpoint on loopback, and idle sessions of runs that were killed dropped after ten
+    minutes rather than an hour."""
+    defaults = local_defaults("local[*]", archive)
+    return {
+        **{k: v for k, v in defaults.items() if k != "spark.driver.memory"},
+        "spark.connect.grpc.binding.address": HOST,
+        "spark.connect.session.manager.defaultSessionTimeout": "10min",
+    }
 
 
 def spark_home() -> Path:
@@ -108,11 +115,12 @@ class ConnectServer:
         memory: str = DEFAULT_CONNECT_MEMORY,
         log_path: Path | None = None,
         conf: Mapping[str, str] | None = None,
+        archive: str | None = None,
     ):
         self.port = port
         self.memory = memory
         self.log_path = log_path
-        self.conf = {**CONNECT_SERVER_CONF, **(conf or {})}
+        self.conf = {**connect_server_conf(archive), **(conf or {})}
         self.process: subprocess.Popen | None = None
 
     @property
@@ -215,27 +223,17 @@ class ConnectServer:
 
 
 def warm_up(endpoint: str, rows: int = 2000) -> float:
-    """Run the project's job once through `endpoint` on a small generated month, in temporary
-    landing and warehouse directories and an ephemeral Dagster instance (nothing of it stays),
-    so that the first real month does not pay the server's class loading and code generation
-    (about 10 s here). Returns the seconds it took.
-
-    It runs in a child process: a Python process is either a classic PySpark one or a Spark
-    Connect client, and this one stays neither.
-    """
+    """Run the project's job once through `endpoint` on a small generated month
+    (`medallion_assets.tools.small_month`, in temporary directories and an ephemeral instance:
+    nothing of it stays), so that the first real month does not pay the server's class loading
+    and code generation (about 10 s here). Returns the seconds it took."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="medallion-warm-up-") as tmp:
-        env = dict(
-            os.environ,
-            **{
-                REMOTE_ENV: endpoint,
-                "MEDALLION_LANDING_DIR": str(Path(tmp) / "landing"),
-                "MEDALLION_WAREHOUSE_DIR": str(Path(tmp) / "warehouse"),
-            },
-        )
         subprocess.run(
-            [sys.executable, "-c", _WARM_UP.format(month=WARM_UP_MONTH, rows=rows)],
-            env=env,
+            [
+                sys.executable, "-m", "medallion_assets.tools.small_month",
+                "--work-dir", tmp, "--remote", endpoint, "--rows", str(rows),
+            ],
             check=True,
             timeout=STARTUP_TIMEOUT,
             stdin=subprocess.DEVNULL,
@@ -245,27 +243,11 @@ def warm_up(endpoint: str, rows: int = 2000) -> float:
     return time.monotonic() - started
 
 
-WARM_UP_MONTH = "2019-10"
-_WARM_UP = """
-import os
-from dagster import DagsterInstance
-from medallion_assets.definitions import defs
-from medallion_assets.sample_data import generate_month
-
-generate_month("{month}", {rows}, os.environ["MEDALLION_LANDING_DIR"])
-with DagsterInstance.ephemeral() as instance:
-    result = defs.resolve_job_def("medallion_monthly").execute_in_process(
-        partition_key="{month}", instance=instance, raise_on_error=False
-    )
-raise SystemExit(0 if result.success else 1)
-"""
-
-
-def set_spark_pool_limit(limit: int) -> None:
-    """Write the ``spark`` pool's limit to the instance in $DAGSTER_HOME (see the module doc)."""
+def set_spark_pool_limit(home: Path, limit: int) -> None:
+    """Write the ``spark`` pool's limit to the instance in ``home`` (see the module doc)."""
     from dagster import DagsterInstance
 
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.from_config(str(home)) as instance:
         instance.event_log_storage.set_concurrency_slots(SPARK_POOL, limit)
 
 
@@ -326,13 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").absolute()
+    settings = Settings.from_env()
+    home = Path(settings.dagster_home).absolute()
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
+    archive = archive_path(settings.spark_class_archive, settings.java_home)
     server = ConnectServer(
         port=args.connect_port,
         memory=args.connect_memory,
         log_path=home / "logs" / "spark-connect.log",
+        archive=str(archive) if archive else None,
     )
     dagster_dev: subprocess.Popen | None = None
     interrupted_by_terminal = False
@@ -340,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.start()
             print(f"Starting the Spark Connect server on {server.endpoint} ...", flush=True)
-            set_spark_pool_limit(args.spark_runs)
+            set_spark_pool_limit(home, args.spark_runs)
             seconds = server.wait_until_ready()
             print(
                 f"Spark Connect server ready on {server.endpoint} after {seconds:.1f} s "
@@ -348,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{REMOTE_ENV}, at most {args.spark_runs} at a time.",
                 flush=True,
             )
-            env = dict(os.environ, **{REMOTE_ENV: server.endpoint})
+            # dagster dev and every run it launches: the same environment, plus the server.
+            env = dict(os.environ, DAGSTER_HOME=str(home), **{REMOTE_ENV: server.endpoint})
             dagster = Path(sys.executable).parent / "dagster"
             command = [str(dagster), "dev", "-w", args.workspace, "-h", HOST, "-p", str(args.port)]
             dagster_dev = subprocess.Popen(command, env=env)

@@ -12,7 +12,8 @@ import sys
 import polars as pl
 
 from medallion_assets.assets.gold import GOLD_REVENUE_BY_BRAND
-from medallion_assets.resources.warehouse import WAREHOUSE_ENV, Warehouse
+from medallion_assets.resources.warehouse import Warehouse
+from medallion_assets.settings import Settings
 
 
 def top_brands(warehouse: Warehouse, limit: int = 10, month: str | None = None) -> pl.DataFrame:
@@ -32,11 +33,13 @@ def top_brands(warehouse: Warehouse, limit: int = 10, month: str | None = None) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warehouse", help=f"warehouse root; default ${WAREHOUSE_ENV}")
+    parser.add_argument(
+        "--warehouse", help=f"warehouse root; default ${Settings.env_name('warehouse_dir')}"
+    )
     parser.add_argument("--month", help="only this month (YYYY-MM)")
     parser.add_argument("-n", "--limit", type=int, default=10)
     args = parser.parse_args(argv)
-    warehouse = Warehouse(root_uri=args.warehouse)
+    warehouse = Warehouse(root_uri=args.warehouse or Settings.from_env().warehouse_dir)
     table = warehouse.table_uri(GOLD_REVENUE_BY_BRAND)
     if warehouse.open_table(GOLD_REVENUE_BY_BRAND) is None:
         print(

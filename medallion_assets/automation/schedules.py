@@ -14,7 +14,7 @@ partition key, so a month is run at most once by the schedule.
 
 from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
 
-from medallion_assets.jobs import medallion_job
+from medallion_assets.automation.jobs import medallion_job
 
 SCHEDULE_NAME = "medallion_monthly_schedule"
 # The tick waits until 06:00 UTC on the 1st, leaving the night for the export to land.

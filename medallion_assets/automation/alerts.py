@@ -2,7 +2,8 @@
 
 The job this project replaces only sent an e-mail saying that something failed. A failed run here
 posts one message naming the job, the month(s), the failed step, the error and a link to the run in
-the Dagster UI, to a Slack-compatible incoming webhook and/or by e-mail:
+the Dagster UI, to a Slack-compatible incoming webhook and/or by e-mail. The channels are the
+`AlertChannels` resource, configured from `medallion_assets.settings`:
 
 - ``MEDALLION_ALERT_WEBHOOK_URL``: any endpoint accepting Slack's ``{"text": ...}`` JSON (Slack,
   Mattermost, Rocket.Chat, ...). Only ``http``/``https`` URLs are used; the URL is a secret and is
@@ -17,12 +18,15 @@ A run that Dagster will re-execute (run retries, tag ``dagster/will_retry=true``
 only the last attempt does, so a transient failure that heals itself wakes nobody up. Step
 retries inside a run never reach the sensor at all: the run only fails once they are used up.
 
-If a channel cannot be reached the sensor evaluation fails after trying every channel; Dagster
-then evaluates the same failed run again on the next tick rather than losing the alert.
+If a channel cannot be reached the sensor evaluation fails after trying every channel, and the
+tick shows the error. Dagster 1.13 does not evaluate that run again: a run-status sensor's cursor
+moves past a run whose evaluation raised (`run_status_sensor_definition.py`), so such an alert is
+lost today; see the README's list of known limits.
 """
 
+from __future__ import annotations
+
 import json
-import os
 import smtplib
 import socket
 import ssl
@@ -34,6 +38,7 @@ from email.message import EmailMessage
 
 from dagster import (
     AssetCheckSeverity,
+    ConfigurableResource,
     DagsterEventType,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -47,11 +52,11 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
     WILL_RETRY_TAG,
 )
+from pydantic import Field
 
-WEBHOOK_ENV = "MEDALLION_ALERT_WEBHOOK_URL"
-WEBSERVER_URL_ENV = "MEDALLION_WEBSERVER_URL"
-DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
-SMTP_ENV_PREFIX = "MEDALLION_SMTP_"
+from medallion_assets.settings import Settings
+
+WEBHOOK_ENV = Settings.env_name("alert_webhook_url")
 TIMEOUT_SECONDS = 10.0
 MAX_ERROR_CHARS = 1500
 
@@ -71,38 +76,57 @@ class SmtpSettings:
     use_ssl: bool = False
 
 
-@dataclass(frozen=True)
-class AlertSettings:
-    webhook_url: str | None = None
-    smtp: SmtpSettings | None = None
-    webserver_url: str = DEFAULT_WEBSERVER_URL
+class AlertChannels(ConfigurableResource):
+    """Where failure alerts go: a webhook, e-mail, both or neither (then a failed run is only
+    logged). ``definitions.build_defs`` fills it from `medallion_assets.settings`; secrets come
+    as `dagster.EnvVar`, so the UI shows the variable's name, not the value."""
+
+    webhook_url: str | None = Field(
+        default=None, description="Slack-compatible incoming webhook (http or https); a secret."
+    )
+    webserver_url: str = Field(
+        default=Settings.model_fields["webserver_url"].default,
+        description="Base of the run links in alerts.",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server; with smtp_to.")
+    smtp_to: list[str] = Field(default_factory=list, description="E-mail recipients.")
+    smtp_port: int | None = Field(default=None, description="Default 25, or 465 with smtp_ssl.")
+    smtp_ssl: bool = Field(default=False, description="TLS from the first byte (SMTPS).")
+    smtp_from: str | None = Field(default=None, description="Default medallion-assets@<host>.")
+    smtp_user: str | None = Field(default=None, description="SMTP login (only over TLS).")
+    smtp_password: str | None = Field(default=None, description="SMTP password; a secret.")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "AlertSettings":
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
-        smtp = None
-        host, to = get(SMTP_ENV_PREFIX + "HOST"), get(SMTP_ENV_PREFIX + "TO")
-        if host and to:
-            use_ssl = (get(SMTP_ENV_PREFIX + "SSL") or "").lower() in {"1", "true", "yes"}
-            smtp = SmtpSettings(
-                host=host,
-                to=tuple(a.strip() for a in to.split(",") if a.strip()),
-                port=int(get(SMTP_ENV_PREFIX + "PORT") or (465 if use_ssl else 25)),
-                sender=get(SMTP_ENV_PREFIX + "FROM") or f"medallion-assets@{socket.getfqdn()}",
-                user=get(SMTP_ENV_PREFIX + "USER"),
-                password=get(SMTP_ENV_PREFIX + "PASSWORD"),
-                use_ssl=use_ssl,
-            )
+    def from_settings(cls, settings: Settings) -> AlertChannels:
         return cls(
-            webhook_url=get(WEBHOOK_ENV),
-            smtp=smtp,
-            webserver_url=(get(WEBSERVER_URL_ENV) or DEFAULT_WEBSERVER_URL).rstrip("/"),
+            webhook_url=settings.resource_value("alert_webhook_url"),
+            webserver_url=settings.webserver_url.rstrip("/"),
+            smtp_host=settings.smtp_host,
+            smtp_to=[a.strip() for a in (settings.smtp_to or "").split(",") if a.strip()],
+            smtp_port=settings.smtp_port,
+            smtp_ssl=settings.smtp_ssl,
+            smtp_from=settings.smtp_from,
+            smtp_user=settings.smtp_user,
+            smtp_password=settings.resource_value("smtp_password"),
         )
+
+    def smtp(self) -> SmtpSettings | None:
+        """The e-mail channel, when a server and at least one recipient are configured."""
+        if not self.smtp_host or not self.smtp_to:
+            return None
+        return SmtpSettings(
+            host=self.smtp_host,
+            to=tuple(self.smtp_to),
+            port=self.smtp_port or (465 if self.smtp_ssl else 25),
+            sender=self.smtp_from or f"medallion-assets@{socket.getfqdn()}",
+            user=self.smtp_user,
+            password=self.smtp_password,
+            use_ssl=self.smtp_ssl,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.webhook_url) or self.smtp() is not None
 
 
 @dataclass(frozen=True)
@@ -159,7 +183,7 @@ def _error_text(error) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
-def build_alert(context: RunFailureSensorContext, settings: AlertSettings) -> FailureAlert:
+def build_alert(context: RunFailureSensorContext, webserver_url: str) -> FailureAlert:
     run = context.dagster_run
     step_failures = context.get_step_failure_events()
     errors = []
@@ -188,7 +212,7 @@ def build_alert(context: RunFailureSensorContext, settings: AlertSettings) -> Fa
         partitions=_partitions(dict(run.tags)),
         failed_steps=tuple(e.step_key for e in step_failures if e.step_key),
         error=error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…",
-        run_url=f"{settings.webserver_url}/runs/{run.run_id}",
+        run_url=f"{webserver_url.rstrip('/')}/runs/{run.run_id}",
         failed_checks=tuple(checks),
     )
 
@@ -252,18 +276,19 @@ def send_email(smtp: SmtpSettings, alert: FailureAlert) -> None:
         raise AlertDeliveryError(f"SMTP {smtp.host}:{smtp.port}: {error}") from None
 
 
-def deliver(alert: FailureAlert, settings: AlertSettings) -> list[str]:
+def deliver(alert: FailureAlert, channels: AlertChannels) -> list[str]:
     """Send the alert on every configured channel; the channels that accepted it."""
     delivered, failures = [], []
-    if settings.webhook_url:
+    if channels.webhook_url:
         try:
-            post_webhook(settings.webhook_url, alert.slack_payload())
+            post_webhook(channels.webhook_url, alert.slack_payload())
             delivered.append("webhook")
         except AlertDeliveryError as error:
             failures.append(str(error))
-    if settings.smtp:
+    smtp = channels.smtp()
+    if smtp:
         try:
-            send_email(settings.smtp, alert)
+            send_email(smtp, alert)
             delivered.append("email")
         except AlertDeliveryError as error:
             failures.append(str(error))
@@ -288,14 +313,13 @@ def will_be_retried(context: RunFailureSensorContext) -> bool:
     ),
     default_status=DefaultSensorStatus.RUNNING,
 )
-def failure_alert_sensor(context: RunFailureSensorContext) -> None:
-    settings = AlertSettings.from_env()
+def failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertChannels) -> None:
     run_id = context.dagster_run.run_id
     if will_be_retried(context):
         context.log.info(f"Run {run_id} failed but will be retried: no alert.")
         return
-    if not settings.webhook_url and not settings.smtp:
+    if not alerts.configured:
         context.log.info(f"Run {run_id} failed; no alert channel configured (${WEBHOOK_ENV}).")
         return
-    channels = deliver(build_alert(context, settings), settings)
+    channels = deliver(build_alert(context, alerts.webserver_url), alerts)
     context.log.info(f"Alert for failed run {run_id} sent by {', '.join(channels)}.")

@@ -12,11 +12,11 @@ What one tick does, for every entry of the landing directory:
   are not ``YYYY-Mon.csv`` / ``YYYY-MM.csv`` (optionally ``.gz``), and months that are not
   partitions (before the first month, or a month that has not ended yet).
 * Waits until a file has settled: unchanged (same size and modification time) for
-  ``$MEDALLION_SENSOR_SETTLE_SECONDS`` (5 s by default). A file that finished arriving earlier —
-  moved in, or copied with its time preserved — is picked up by the first tick that sees it; a
-  file still being written keeps a fresh modification time and is never read half-way. The
-  sensor's clock also counts: a file seen unchanged by ticks that far apart has settled even if
-  its modification time lies in the future (a skewed file server).
+  ``settle_seconds`` (``$MEDALLION_SENSOR_SETTLE_SECONDS``, 5 s by default). A file that
+  finished arriving earlier — moved in, or copied with its time preserved — is picked up by the
+  first tick that sees it; a file still being written keeps a fresh modification time and is
+  never read half-way. The sensor's clock also counts: a file seen unchanged by ticks that far
+  apart has settled even if its modification time lies in the future (a skewed file server).
 * Skips a month whose bronze was last materialized from this very file — same name, size and
   modification time (`SourceFingerprint`, recorded by bronze) — whoever built it: ``make run``,
   the CLI, a backfill, the UI or an earlier tick. A re-delivered or changed file runs its month
@@ -50,6 +50,7 @@ from dagster import (
     DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -57,7 +58,7 @@ from dagster import (
 )
 
 from medallion_assets.assets.bronze import BRONZE_EVENTS
-from medallion_assets.jobs import MEDALLION_JOB_NAME
+from medallion_assets.automation.jobs import MEDALLION_JOB_NAME
 from medallion_assets.partitions import (
     candidate_file_names,
     monthly_partitions,
@@ -71,13 +72,6 @@ from medallion_assets.resources.landing import (
 )
 
 SENSOR_NAME = "landing_csv_sensor"
-INTERVAL_ENV = "MEDALLION_SENSOR_INTERVAL_SECONDS"
-SETTLE_ENV = "MEDALLION_SENSOR_SETTLE_SECONDS"
-# Dagster's sensor daemon looks at its sensors every 5 s and skips one whose last tick is younger
-# than its interval, counted from when that tick started, a moment after the look began: with 5 s
-# the sensor would tick at every other look (10 s); with 3 s it ticks at every look, every 5 s.
-DEFAULT_INTERVAL_SECONDS = 3
-DEFAULT_SETTLE_SECONDS = 5.0
 SOURCE_FILE_TAG = "medallion/source_file"
 CURSOR_VERSION = 2
 # Bronze's materialization metadata before it recorded fingerprints: {month: file name}.
@@ -95,27 +89,6 @@ TEMPORARY_SUFFIXES = (
     ".swp",
     "~",
 )
-
-
-def _number_from_env(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        value = float(raw) if raw.strip() else default
-    except ValueError:
-        value = default
-    return max(value, minimum)
-
-
-def interval_seconds() -> int:
-    """The sensor's minimum interval between ticks: ``$MEDALLION_SENSOR_INTERVAL_SECONDS``,
-    else 3 (a tick every 5 s, see `DEFAULT_INTERVAL_SECONDS`)."""
-    return int(_number_from_env(INTERVAL_ENV, DEFAULT_INTERVAL_SECONDS, 1))
-
-
-def settle_seconds() -> float:
-    """How long a file must stay unchanged before its month runs:
-    ``$MEDALLION_SENSOR_SETTLE_SECONDS``, else 5."""
-    return _number_from_env(SETTLE_ENV, DEFAULT_SETTLE_SECONDS, 0)
 
 
 @dataclass(frozen=True)
@@ -406,26 +379,46 @@ def _summary(scan: Scan) -> str:
     return "No new month to process" + (" (" + "; ".join(parts) + ")" if parts else "") + "."
 
 
-@sensor(
-    name=SENSOR_NAME,
-    job_name=MEDALLION_JOB_NAME,
-    minimum_interval_seconds=interval_seconds(),
-    default_status=DefaultSensorStatus.RUNNING,
-    description=(
-        "Starts a run of the whole graph for a month when its file (YYYY-Mon.csv, YYYY-MM.csv, "
-        "optionally .gz) lands in the landing directory and has settled, unless the month was "
-        "already built from that very file; again when the file is replaced."
-    ),
-)
-def landing_csv_sensor(context: SensorEvaluationContext, landing: LandingDirectory):
-    directory = landing.directory()
+def build_landing_sensor(*, interval_seconds: int, settle_seconds: float) -> SensorDefinition:
+    """The landing sensor, looking at the directory at most every ``interval_seconds``
+    (``$MEDALLION_SENSOR_INTERVAL_SECONDS``) and running a file's month once the file has been
+    unchanged for ``settle_seconds`` (``$MEDALLION_SENSOR_SETTLE_SECONDS``).
+
+    Dagster's sensor daemon looks at its sensors every 5 s and skips one whose last tick is
+    younger than its interval, counted from when that tick started, a moment after the look
+    began: with 5 s the sensor would tick at every other look (10 s); with 3 s (the default) it
+    ticks at every look.
+    """
+
+    @sensor(
+        name=SENSOR_NAME,
+        job_name=MEDALLION_JOB_NAME,
+        minimum_interval_seconds=interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            "Starts a run of the whole graph for a month when its file (YYYY-Mon.csv, "
+            "YYYY-MM.csv, optionally .gz) lands in the landing directory and has been unchanged "
+            f"for {settle_seconds:g} s, unless the month was already built from that very file; "
+            "again when the file is replaced."
+        ),
+    )
+    def landing_csv_sensor(context: SensorEvaluationContext, landing: LandingDirectory):
+        return evaluate(context, landing.directory(), now=time.time(), settle=settle_seconds)
+
+    return landing_csv_sensor
+
+
+def evaluate(
+    context: SensorEvaluationContext, directory: Path, *, now: float, settle: float
+) -> SensorResult | SkipReason:
+    """One tick: `scan_landing` over ``directory``, its decisions logged, the cursor advanced."""
     previous = SensorState.from_cursor(context.cursor)
     try:
         scan = scan_landing(
             directory,
             previous,
-            now=time.time(),
-            settle=settle_seconds(),
+            now=now,
+            settle=settle,
             last_build=lambda month: last_bronze_build(context.instance, month),
         )
     except (FileNotFoundError, NotADirectoryError):

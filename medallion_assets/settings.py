@@ -1,0 +1,180 @@
+"""Every setting of the project, in one place: its environment variable, default and meaning.
+
+This is the only module that reads the environment. `Settings.from_env()` reads each variable
+below once, checks it, and `medallion_assets.definitions.build_defs` hands the values to the
+resources, sensors and alert channels as their configuration — which is why the Dagster UI
+(*Deployment → Resources*) and ``dg list defs`` show what a deployment runs with. Tests and
+tools build a `Settings` directly instead of patching the environment.
+
+A value that is set but unusable (``MEDALLION_SENSOR_SETTLE_SECONDS=soon``) stops the code
+location from loading with a message naming the variable: a typo in a deployment's environment
+is found when it starts, not when the first month fails.
+
+Secrets (the webhook URL, the SMTP password) reach the resources as `dagster.EnvVar` when they
+come from the environment, so the UI shows the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import EnvVar
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+PREFIX = "MEDALLION_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+def _setting(default: Any, env: str, meaning: str, *, secret: bool = False) -> Any:
+    extra = {"env": env, "secret": secret}
+    return Field(default=default, description=meaning, json_schema_extra=extra)
+
+
+class Settings(BaseModel):
+    """What can be configured, each with a working default (`make run` needs none of them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # -- where the data is -----------------------------------------------------------------------
+    landing_dir: str = _setting(
+        "data/landing", "MEDALLION_LANDING_DIR",
+        "Where monthly CSVs arrive (2019-Oct.csv, 2019-10.csv, optionally .gz); relative paths "
+        "are taken from the working directory (the project root under make).",
+    )
+    warehouse_dir: str = _setting(
+        "data/warehouse", "MEDALLION_WAREHOUSE_DIR",
+        "Root of the Delta tables (a local path, or s3://, az://, gs:// with the warehouse "
+        "resource's storage options).",
+    )
+
+    # -- where Spark runs ------------------------------------------------------------------------
+    spark_master: str = _setting(
+        "local[*]", "MEDALLION_SPARK_MASTER",
+        "Spark master of a run's own session (local[*], spark://host:7077, ...).",
+    )
+    spark_remote: str | None = _setting(
+        None, "MEDALLION_SPARK_REMOTE",
+        "A Spark Connect endpoint (sc://host:15002); when set, runs are its clients and "
+        "MEDALLION_SPARK_MASTER is not used. make dev sets it to its warm local server.",
+    )
+    spark_class_archive: str | None = _setting(
+        None, "MEDALLION_SPARK_CLASS_ARCHIVE",
+        "The Spark driver's class-data-sharing archive: unset for this environment's own "
+        "(built by make spark-archive), a path for another, 'off' for none.",
+    )
+    java_home: str | None = _setting(
+        None, "JAVA_HOME",
+        "The Java that Spark runs (else java on the PATH); names the class archive it matches.",
+    )
+
+    # -- data quality ----------------------------------------------------------------------------
+    rejected_warn_percent: float = _setting(
+        0.0, "MEDALLION_REJECTED_WARN_PERCENT",
+        "Bronze's rejected-share check WARNs above this share of a month's lines (percent).",
+    )
+    rejected_fail_percent: float = _setting(
+        5.0, "MEDALLION_REJECTED_FAIL_PERCENT",
+        "Bronze's rejected-share check fails (blocking silver and gold) above this share.",
+    )
+
+    # -- the landing sensor ----------------------------------------------------------------------
+    sensor_interval_seconds: int = _setting(
+        3, "MEDALLION_SENSOR_INTERVAL_SECONDS",
+        "Minimum time between two looks at the landing directory (the daemon looks every 5 s; "
+        "3 makes the sensor tick at each look).",
+    )
+    sensor_settle_seconds: float = _setting(
+        5.0, "MEDALLION_SENSOR_SETTLE_SECONDS",
+        "How long a file must stay unchanged (size and modification time) before its month runs.",
+    )
+
+    # -- failure alerts --------------------------------------------------------------------------
+    alert_webhook_url: str | None = _setting(
+        None, "MEDALLION_ALERT_WEBHOOK_URL",
+        "A Slack-compatible incoming webhook (http or https) that gets failed runs; a secret.",
+        secret=True,
+    )
+    webserver_url: str = _setting(
+        "http://127.0.0.1:3000", "MEDALLION_WEBSERVER_URL",
+        "Base of the run links in alerts: where users open the Dagster UI.",
+    )
+    smtp_host: str | None = _setting(
+        None, "MEDALLION_SMTP_HOST", "SMTP server for e-mail alerts (with MEDALLION_SMTP_TO)."
+    )
+    smtp_to: str | None = _setting(
+        None, "MEDALLION_SMTP_TO", "Comma-separated recipients of e-mail alerts."
+    )
+    smtp_port: int | None = _setting(
+        None, "MEDALLION_SMTP_PORT", "SMTP port; default 25, or 465 with MEDALLION_SMTP_SSL."
+    )
+    smtp_ssl: bool = _setting(
+        False, "MEDALLION_SMTP_SSL",
+        "true: TLS from the first byte (SMTPS); otherwise STARTTLS whenever the server offers it.",
+    )
+    smtp_from: str | None = _setting(
+        None, "MEDALLION_SMTP_FROM", "Sender address; default medallion-assets@<this host>."
+    )
+    smtp_user: str | None = _setting(
+        None, "MEDALLION_SMTP_USER", "SMTP login; sent only over an encrypted connection."
+    )
+    smtp_password: str | None = _setting(
+        None, "MEDALLION_SMTP_PASSWORD", "SMTP password; a secret.", secret=True
+    )
+
+    # -- tools (make dev) ------------------------------------------------------------------------
+    dagster_home: str = _setting(
+        ".dagster_home", "DAGSTER_HOME",
+        "The Dagster instance's directory (make sets it to the project's .dagster_home).",
+    )
+
+    # Names of the fields whose value came from the environment (see `resource_value`).
+    _from_env: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings the environment gives (``os.environ`` unless ``environ``); an empty or
+        blank variable counts as unset."""
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for name, field in cls.model_fields.items():
+            raw = env.get(field.json_schema_extra["env"], "").strip()
+            if raw:
+                values[name] = raw
+        try:
+            settings = cls(**values)
+        except ValidationError as error:
+            problems = []
+            for item in error.errors():
+                name = str(item["loc"][0])
+                variable = cls.model_fields[name].json_schema_extra["env"]
+                problems.append(f"${variable}={values.get(name)!r}: {item['msg']}")
+            raise SettingsError("Unusable setting: " + "; ".join(problems)) from None
+        settings._from_env = frozenset(values)
+        return settings
+
+    def resource_value(self, name: str) -> Any:
+        """The value to hand a resource for field ``name``: for a secret that came from the
+        environment, a `dagster.EnvVar` naming its variable (resolved by Dagster when the run
+        starts, shown by name in the UI); otherwise the value itself."""
+        field = type(self).model_fields[name]
+        if field.json_schema_extra["secret"] and name in self._from_env:
+            return EnvVar(field.json_schema_extra["env"])
+        return getattr(self, name)
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        """The environment variable of setting ``name``."""
+        return cls.model_fields[name].json_schema_extra["env"]
+
+    @classmethod
+    def variables(cls) -> list[tuple[str, Any, str]]:
+        """(environment variable, default, meaning) of every setting, in declaration order."""
+        return [
+            (field.json_schema_extra["env"], field.default, field.description or "")
+            for field in cls.model_fields.values()
+        ]

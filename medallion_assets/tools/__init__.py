@@ -1,0 +1,2 @@
+"""Tooling beside the asset graph: make dev's supervisor, the class-archive builder, sample data,
+the top-brands report. Nothing in the graph imports this package."""
