@@ -61,6 +61,19 @@ def partition_key_for(month: dt.date) -> str:
     return month.strftime(PARTITION_KEY_FORMAT)
 
 
+def month_value(partition_key: str) -> str:
+    """The tables' ``month`` partition value (``YYYY-MM-01``, as Delta's log and directory names
+    hold it) of a partition key (``YYYY-MM``)."""
+    return month_start(partition_key).isoformat()
+
+
+def key_of_month_value(value: str | dt.date) -> str:
+    """The partition key (``YYYY-MM``) of a ``month`` partition value (``YYYY-MM-01`` or a date)."""
+    if isinstance(value, dt.date):
+        return partition_key_for(value)
+    return partition_key_for(dt.date.fromisoformat(str(value)))
+
+
 def next_month(month: dt.date) -> dt.date:
     return dt.date(month.year + (month.month == 12), month.month % 12 + 1, 1)
 
