@@ -12,8 +12,9 @@ from pathlib import Path
 from dagster import DagsterInstance
 from deltalake import DeltaTable
 
-from medallion_assets.definitions import defs
+from medallion_assets.definitions import build_defs
 from medallion_assets.schema import SOURCE_HEADER
+from medallion_assets.settings import Settings
 
 TABLES = (
     "bronze/events",
@@ -64,9 +65,15 @@ def write_source(
     return path
 
 
-def run_job(partition_key: str = "2019-10", instance: DagsterInstance | None = None, **kwargs):
-    """The project's job for one month, as the Dagster CLI or UI would launch it."""
-    job = defs.resolve_job_def("medallion_monthly")
+def run_job(
+    settings: Settings,
+    partition_key: str = "2019-10",
+    instance: DagsterInstance | None = None,
+    **kwargs,
+):
+    """The project's job for one month, configured by ``settings``, as the Dagster CLI or UI
+    would launch it."""
+    job = build_defs(settings).resolve_job_def("medallion_monthly")
     return job.execute_in_process(
         partition_key=partition_key,
         instance=instance or DagsterInstance.ephemeral(),
