@@ -9,7 +9,7 @@ ROWS ?= 100000
 LANDING := $(or $(MEDALLION_LANDING_DIR),data/landing)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: run test lint dev bench-dev bench bench-scale bench-year install java spark-archive test-system-deps clean
+.PHONY: run test test-fast lint dev bench-dev bench bench-scale bench-year install java spark-archive test-system-deps clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ run: java $(STAMP) spark-archive
 ## make test: system packages, install, lint, then the whole suite (slow real-system tests included).
 test: test-system-deps $(STAMP) lint spark-archive
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make test-fast: the quick loop while changing code: lint, then every test that needs no server,
+## no child process and no run of the asset graph, on one local Spark session (under 90 s).
+test-fast: java $(STAMP) lint
+	$(BIN)/python -m pytest --fast $(PYTEST_ARGS)
 
 ## make lint: ruff with the rules selected in pyproject.toml.
 lint: $(STAMP)
