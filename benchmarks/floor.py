@@ -18,6 +18,7 @@ from pyspark.sql import types as T
 
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.schema import EVENT_FIELDS, SOURCE_TIME_FORMAT
+from medallion_assets.settings import Settings
 from medallion_assets.transforms import dedup_partitions
 
 SCHEMA = T.StructType(EVENT_FIELDS)
@@ -25,7 +26,7 @@ SCHEMA = T.StructType(EVENT_FIELDS)
 
 def main(csv_path: str, out_dir: str) -> None:
     out = Path(out_dir)
-    resource = SparkSessionResource()
+    resource = SparkSessionResource.from_settings(Settings.from_env())
     builder = SparkSession.builder.master(resource.resolved_master()).appName("floor")
     for key, value in resource.effective_config().items():
         builder = builder.config(key, value)

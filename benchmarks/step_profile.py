@@ -65,6 +65,7 @@ def run_variant(name: str, csv: str, out: Path) -> tuple[float, float]:
         SOURCE_READ_SCHEMA,
         SOURCE_TIME_FORMAT,
     )
+    from medallion_assets.settings import Settings
     from medallion_assets.transforms import (
         COPIES,
         VALID,
@@ -76,7 +77,7 @@ def run_variant(name: str, csv: str, out: Path) -> tuple[float, float]:
         valid_events,
     )
 
-    resource = SparkSessionResource()
+    resource = SparkSessionResource.from_settings(Settings.from_env())
     builder = SparkSession.builder.master(resource.resolved_master()).appName(f"profile_{name}")
     for key, value in resource.effective_config().items():
         builder = builder.config(key, value)

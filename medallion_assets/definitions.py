@@ -18,7 +18,6 @@ from medallion_assets.automation.landing_sensor import build_landing_sensor
 from medallion_assets.automation.schedules import medallion_monthly_schedule
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
 from medallion_assets.maintenance import delta_maintenance, delta_maintenance_schedule
-from medallion_assets.resources import class_archive
 from medallion_assets.resources.landing import LandingDirectory
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.thresholds import QualityThresholds
@@ -28,12 +27,7 @@ from medallion_assets.settings import Settings
 
 def build_defs(settings: Settings) -> Definitions:
     """The whole project, configured by ``settings``."""
-    archive = class_archive.archive_path(settings.spark_class_archive, settings.java_home)
-    spark = SparkSessionResource(
-        master=settings.spark_master,
-        remote=settings.spark_remote,
-        class_archive=str(archive) if archive else None,
-    )
+    spark = SparkSessionResource.from_settings(settings)
     warehouse = Warehouse(root_uri=settings.warehouse_dir)
     return Definitions(
         assets=load_assets_from_modules([bronze, silver, gold]),

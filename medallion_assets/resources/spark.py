@@ -236,6 +236,18 @@ class SparkSessionResource(PySparkResource):
     )
     _owns_session: bool = PrivateAttr(default=False)
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **fields: Any) -> SparkSessionResource:
+        """The resource a run gets under ``settings``: their master or Connect endpoint, and
+        this environment's class archive unless they turn it off."""
+        archive = class_archive.archive_path(settings.spark_class_archive, settings.java_home)
+        return cls(
+            master=settings.spark_master,
+            remote=settings.spark_remote,
+            class_archive=str(archive) if archive else None,
+            **fields,
+        )
+
     def resolved_remote(self) -> str | None:
         return self.remote or None
 
