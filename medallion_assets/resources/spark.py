@@ -17,11 +17,11 @@ Where the session runs:
   own server-side session (temporary views, cached plans, observations) and closes the
   channel; the server and its SparkContext keep serving the next run. dagster-pyspark has no
   Connect support, hence this branch.
-* Otherwise a classic session on ``master`` (``$MEDALLION_SPARK_MASTER``, ``local[*]`` by
-  default), started for the run and stopped when it ends — like a Databricks job cluster,
-  never an idle interactive one. This is what ``make run`` and the CLI use. If a classic session already exists in the process (a
-  notebook, or a test suite's shared session), the run reuses it and leaves it running: it stops
-  only what it started.
+* Otherwise a classic session on ``master`` (``$MEDALLION_SPARK_MASTER``, ``local[*]`` by default),
+  started for the run and stopped when it ends — like a Databricks job cluster, never an idle
+  interactive one. This is what ``make run`` and the CLI use. If a classic session already exists in
+  the process (a notebook, or a test suite's shared session), the run reuses it and leaves it
+  running: it stops only what it started.
 
 A Connect endpoint that is down or unreachable fails the step with `SparkConnectUnavailable`,
 naming the endpoint, after a few seconds rather than the Connect client's ten minutes of
