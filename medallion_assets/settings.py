@@ -3,12 +3,14 @@
 This is the only module that reads the environment. `Settings.from_env()` reads each variable
 below once, checks it, and `medallion_assets.definitions.build_defs` hands the values to the
 resources, sensors and alert channels as their configuration — which is why the Dagster UI
-(*Deployment → Resources*) and ``dg list defs`` show what a deployment runs with. Tests and
-tools build a `Settings` directly instead of patching the environment.
+(*Deployment → Resources*) shows what a deployment runs with (``dg list defs`` lists the
+resources by name only). Tests and tools build a `Settings` directly instead of patching the
+environment.
 
-A value that is set but unusable (``MEDALLION_SENSOR_SETTLE_SECONDS=soon``) stops the code
-location from loading with a message naming the variable: a typo in a deployment's environment
-is found when it starts, not when the first month fails.
+A value that is set but unusable (``MEDALLION_SENSOR_SETTLE_SECONDS=soon``, an interval of 0, a
+webhook that is not an http(s) URL) stops the code location from loading with a `SettingsError`
+naming the variable: a typo in a deployment's environment is found when it starts, not when the
+first month fails or the first alert is due. The message repeats the value, except a secret's.
 
 Secrets (the webhook URL, the SMTP password) reach the resources as `dagster.EnvVar` when they
 come from the environment, so the UI shows the variable's name, never its value.
@@ -17,11 +19,20 @@ come from the environment, so the UI shows the variable's name, never its value.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from dagster import EnvVar
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PREFIX = "MEDALLION_"
 
@@ -30,9 +41,25 @@ class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
 
 
-def _setting(default: Any, env: str, meaning: str, *, secret: bool = False) -> Any:
+def _setting(
+    default: Any, env: str, meaning: str, *, secret: bool = False, **constraints: Any
+) -> Any:
     extra = {"env": env, "secret": secret}
-    return Field(default=default, description=meaning, json_schema_extra=extra)
+    return Field(default=default, description=meaning, json_schema_extra=extra, **constraints)
+
+
+def _http_url(value: str | None, what: str) -> str | None:
+    """``value`` if it is an http(s) URL with a host. The error names the scheme at most: the
+    value may be a secret (a webhook's path is its key)."""
+    if value is None:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme.lower() not in {"http", "https"}:
+        scheme = f"{parts.scheme}://" if parts.scheme else "a URL without a scheme"
+        raise ValueError(f"{what} must be an http:// or https:// URL, not {scheme}")
+    if not parts.hostname:
+        raise ValueError(f"{what} must name a host")
+    return value
 
 
 class Settings(BaseModel):
@@ -76,21 +103,27 @@ class Settings(BaseModel):
     rejected_warn_percent: float = _setting(
         0.0, "MEDALLION_REJECTED_WARN_PERCENT",
         "Bronze's rejected-share check WARNs above this share of a month's lines (percent).",
+        ge=0, le=100, allow_inf_nan=False,
     )
     rejected_fail_percent: float = _setting(
         5.0, "MEDALLION_REJECTED_FAIL_PERCENT",
-        "Bronze's rejected-share check fails (blocking silver and gold) above this share.",
+        "Bronze's rejected-share check fails (blocking silver and gold) above this share; not "
+        "below the warning share.",
+        ge=0, le=100, allow_inf_nan=False,
     )
 
     # -- the landing sensor ----------------------------------------------------------------------
     sensor_interval_seconds: int = _setting(
         3, "MEDALLION_SENSOR_INTERVAL_SECONDS",
         "Minimum time between two looks at the landing directory (the daemon looks every 5 s; "
-        "3 makes the sensor tick at each look).",
+        "3 makes the sensor tick at each look); at least 1.",
+        ge=1,
     )
     sensor_settle_seconds: float = _setting(
         5.0, "MEDALLION_SENSOR_SETTLE_SECONDS",
-        "How long a file must stay unchanged (size and modification time) before its month runs.",
+        "How long a file must stay unchanged (size and modification time) before its month runs; "
+        "0 or more.",
+        ge=0, allow_inf_nan=False,
     )
 
     # -- failure alerts --------------------------------------------------------------------------
@@ -110,7 +143,8 @@ class Settings(BaseModel):
         None, "MEDALLION_SMTP_TO", "Comma-separated recipients of e-mail alerts."
     )
     smtp_port: int | None = _setting(
-        None, "MEDALLION_SMTP_PORT", "SMTP port; default 25, or 465 with MEDALLION_SMTP_SSL."
+        None, "MEDALLION_SMTP_PORT", "SMTP port; default 25, or 465 with MEDALLION_SMTP_SSL.",
+        ge=1, le=65535,
     )
     smtp_ssl: bool = _setting(
         False, "MEDALLION_SMTP_SSL",
@@ -135,6 +169,39 @@ class Settings(BaseModel):
     # Names of the fields whose value came from the environment (see `resource_value`).
     _from_env: frozenset[str] = PrivateAttr(default=frozenset())
 
+    @field_validator("spark_remote")
+    @classmethod
+    def _connect_endpoint(cls, value: str | None) -> str | None:
+        # Caught here rather than by the first run's Connect client, whose error names neither
+        # the variable nor what it expected.
+        if value is not None and not value.startswith("sc://"):
+            raise ValueError("a Spark Connect endpoint starts with sc:// (sc://host:15002)")
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        # Anything else (file://, a bare path) would be handed to urllib at the first failure.
+        return _http_url(value, "the webhook")
+
+    @field_validator("webserver_url")
+    @classmethod
+    def _webserver(cls, value: str) -> str:
+        # The base of the links in alerts: a link a reader cannot open is no link.
+        return _http_url(value, "the webserver URL")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> Settings:
+        # A warning share above the failing share would never warn: the check fails first.
+        if self.rejected_warn_percent > self.rejected_fail_percent:
+            warn = type(self).env_name("rejected_warn_percent")
+            fail = type(self).env_name("rejected_fail_percent")
+            raise ValueError(
+                f"${warn} ({self.rejected_warn_percent:g}) must not be above ${fail} "
+                f"({self.rejected_fail_percent:g})"
+            )
+        return self
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings the environment gives (``os.environ`` unless ``environ``); an empty or
@@ -148,14 +215,24 @@ class Settings(BaseModel):
         try:
             settings = cls(**values)
         except ValidationError as error:
-            problems = []
-            for item in error.errors():
-                name = str(item["loc"][0])
-                variable = cls.model_fields[name].json_schema_extra["env"]
-                problems.append(f"${variable}={values.get(name)!r}: {item['msg']}")
-            raise SettingsError("Unusable setting: " + "; ".join(problems)) from None
+            raise SettingsError("Unusable setting: " + cls._problems(error, values)) from None
         settings._from_env = frozenset(values)
         return settings
+
+    @classmethod
+    def _problems(cls, error: ValidationError, values: Mapping[str, str]) -> str:
+        """Each problem of ``error`` with the variable it comes from, and its value unless the
+        setting is a secret."""
+        problems = []
+        for item in error.errors():
+            if not item["loc"]:  # a rule across settings: its message names the variables
+                problems.append(item["msg"].removeprefix("Value error, "))
+                continue
+            name = str(item["loc"][0])
+            extra = cls.model_fields[name].json_schema_extra
+            shown = "(secret, not shown)" if extra["secret"] else repr(values.get(name))
+            problems.append(f"${extra['env']}={shown}: {item['msg'].removeprefix('Value error, ')}")
+        return "; ".join(problems)
 
     def resource_value(self, name: str) -> Any:
         """The value to hand a resource for field ``name``: for a secret that came from the
