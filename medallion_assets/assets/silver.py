@@ -38,19 +38,13 @@ from dagster import (
     BackfillPolicy,
     MetadataValue,
     Output,
-    asset,
+    multi_asset,
 )
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from medallion_assets.assets.bronze import BRONZE_EVENTS
-from medallion_assets.assets.tables import (
-    CODE_VERSION,
-    KINDS,
-    OWNERS,
-    blocking_check,
-    table_metadata,
-)
+from medallion_assets.assets.tables import blocking_check, delta_table
 from medallion_assets.io.delta_io_manager import Summarized
 from medallion_assets.observations import Observed
 from medallion_assets.partitions import month_start, monthly_partitions
@@ -72,24 +66,22 @@ USER_ID_NOT_NULL = "silver_user_id_not_null"
 _ZERO = decimal.Decimal("0.00")
 
 
-@asset(
-    key=SILVER_EVENTS,
+# A multi-asset of one table, like bronze and gold, so that its table is declared by the same
+# `delta_table` and its step is named like theirs.
+@multi_asset(
+    outs={
+        "events": delta_table(
+            SILVER_EVENTS,
+            schema=SILVER_EVENTS_SCHEMA,
+            layer="silver",
+            description=(
+                "Bronze events with a user_id and without exact duplicates of the nine source "
+                "columns. Same columns as bronze/events; each file holds a set of users, their "
+                "events sorted by user_id and event_time."
+            ),
+        ),
+    },
     ins={"bronze": AssetIn(key=BRONZE_EVENTS)},
-    partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="silver",
-    kinds=KINDS,
-    owners=OWNERS,
-    tags={"layer": "silver"},
-    code_version=CODE_VERSION,
-    metadata=table_metadata(SILVER_EVENTS_SCHEMA),
-    pool="spark",
-    retry_policy=SPARK_RETRY_POLICY,
-    description=(
-        "Bronze events with a user_id and without exact duplicates of the nine source columns. "
-        "Same columns as bronze/events; each file holds a set of users, their events sorted by "
-        "user_id and event_time."
-    ),
     check_specs=[
         blocking_check(
             ROWS_ACCOUNTED_FOR,
@@ -107,6 +99,11 @@ _ZERO = decimal.Decimal("0.00")
             description="No silver event without a user_id (the committed files' null counts).",
         ),
     ],
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="silver",
+    pool="spark",
+    retry_policy=SPARK_RETRY_POLICY,
 )
 def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: Warehouse):
     months = list(context.partition_keys)
@@ -135,7 +132,8 @@ def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: 
         Summarized(
             conform(events, SILVER_EVENTS_SCHEMA),
             summaries=lambda: totals_by_month(months, kept.values()),
-        )
+        ),
+        output_name="events",
     )
 
     yield rows_accounted_for(
