@@ -50,7 +50,7 @@ from medallion_assets.assets.silver import SILVER_EVENTS
 from medallion_assets.assets.tables import blocking_check, delta_table
 from medallion_assets.io.delta_io_manager import Described
 from medallion_assets.observations import Observed
-from medallion_assets.partitions import monthly_partitions
+from medallion_assets.partitions import key_of_month_value, monthly_partitions
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets.schema import (
@@ -126,7 +126,7 @@ def top_brands(revenue: DataFrame, limit: int = TOP_BRANDS) -> list[TableRecord]
     return [
         TableRecord(
             {
-                "month": f"{row['month']:%Y-%m}",
+                "month": key_of_month_value(row["month"]),
                 "brand": row["brand"] if row["brand"] is not None else "(no brand)",
                 "total_revenue": f"{row['total_revenue']:,.2f}",
                 "purchases": int(row["purchases"]),
@@ -187,7 +187,7 @@ def top_brands_metadata(revenue: DataFrame) -> dict[str, MetadataValue]:
     pool="spark",
     retry_policy=SPARK_RETRY_POLICY,
 )
-def gold_aggregates(context: AssetExecutionContext, silver: DataFrame, warehouse: Warehouse):
+def gold_tables(context: AssetExecutionContext, silver: DataFrame, warehouse: Warehouse):
     months = list(context.partition_keys)
     # Silver's totals as its write observed them, recorded in its commit for exactly the files
     # read here; a month without them (silver rewritten since, or by an older version) is counted
