@@ -1,5 +1,10 @@
 """`landing_csv_sensor`, tick by tick, over a real temporary landing directory and a real
-(ephemeral) Dagster instance holding what each month was last built from."""
+(ephemeral) Dagster instance holding what each month was last built from.
+
+The sensor's clock is the test's: each tick is `evaluate` at a time the test sets, so a file
+settling over seconds is tested without waiting for them. The sensor as the Definitions build it
+(its landing directory, settle time and interval from the settings) is tested apart.
+"""
 
 import datetime as dt
 import json
@@ -13,6 +18,7 @@ from dagster import (
     AssetMaterialization,
     DagsterInstance,
     DefaultSensorStatus,
+    Definitions,
     Output,
     RunRequest,
     SensorResult,
@@ -23,24 +29,22 @@ from dagster import (
 )
 
 from medallion_assets.assets.bronze import BRONZE_EVENTS
-from medallion_assets.definitions import defs
+from medallion_assets.automation.landing_sensor import (
+    SENSOR_NAME,
+    SOURCE_FILE_TAG,
+    SensorState,
+    build_landing_sensor,
+    evaluate,
+    last_bronze_build,
+    scan_landing,
+)
+from medallion_assets.definitions import build_defs
 from medallion_assets.resources.landing import (
-    LandingDirectory,
     SourceFingerprint,
     fingerprint_metadata,
 )
+from medallion_assets.settings import Settings
 from medallion_assets.tools.sample_data import HEADER
-from medallion_assets.automation.landing_sensor import (
-    INTERVAL_ENV,
-    SETTLE_ENV,
-    SOURCE_FILE_TAG,
-    SensorState,
-    interval_seconds,
-    landing_csv_sensor,
-    last_bronze_build,
-    scan_landing,
-    settle_seconds,
-)
 from medallion_assets_tests.source_lines import good_lines, run_job, write_source
 
 ROW = (
@@ -52,28 +56,21 @@ OLD = 1_600_000_000
 
 
 class Ticks:
-    """Evaluates the sensor the way the daemon does: each tick gets the previous tick's cursor."""
+    """Evaluates the sensor the way the daemon does — each tick gets the previous tick's cursor —
+    at the time `now`, which only the test moves."""
 
-    def __init__(self, landing: Path, instance: DagsterInstance):
+    def __init__(self, landing: Path, instance: DagsterInstance, *, settle: float = 5.0):
         self.landing = landing
         self.instance = instance
+        self.settle = settle
+        self.now = time.time()
         self.cursor: str | None = None
         self.messages: list[str] = []
 
     def __call__(self) -> SensorResult | SkipReason:
-        context = build_sensor_context(
-            cursor=self.cursor,
-            instance=self.instance,
-            resources={"landing": LandingDirectory(path=str(self.landing))},
-        )
-        collected = self.messages
-
-        class Collect(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                collected.append(record.getMessage())
-
-        context.log.addHandler(Collect())
-        result = landing_csv_sensor(context)
+        context = build_sensor_context(cursor=self.cursor, instance=self.instance)
+        collect_logs(context, self.messages)
+        result = evaluate(context, self.landing, now=self.now, settle=self.settle)
         if isinstance(result, SensorResult) and result.cursor is not None:
             self.cursor = result.cursor
         return result
@@ -85,6 +82,16 @@ class Ticks:
 
     def logged(self, prefix: str) -> list[str]:
         return [m for m in self.messages if m.startswith(prefix)]
+
+
+def collect_logs(context, messages: list[str]) -> None:
+    """Append what the sensor logs on `context` to `messages`."""
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    context.log.addHandler(Collect())
 
 
 def write(path: Path, rows: int = 3, mtime: float | None = OLD) -> Path:
@@ -120,10 +127,8 @@ def instance() -> DagsterInstance:
 
 
 @pytest.fixture
-def ticks(tmp_path: Path, instance: DagsterInstance) -> Ticks:
-    landing = tmp_path / "landing"
-    landing.mkdir()
-    return Ticks(landing, instance)
+def ticks(landing_dir: Path, instance: DagsterInstance) -> Ticks:
+    return Ticks(landing_dir, instance)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +152,7 @@ def test_a_finished_file_gets_one_run_of_its_month_on_the_first_tick(ticks, name
     assert f"{key} has not been built" in logged
 
 
-def test_the_runs_are_of_the_job_that_materializes_the_whole_graph():
+def test_the_runs_are_of_the_job_that_materializes_the_whole_graph(defs):
     sensor = defs.resolve_sensor_def("landing_csv_sensor")
     job_def = defs.resolve_job_def(sensor.job_name)
     assert sensor.job_name == "medallion_monthly"
@@ -182,22 +187,29 @@ def test_a_replaced_or_changed_file_is_processed_again(ticks, change):
     assert ticks.requests() == []
 
 
-def test_a_file_still_being_written_does_not_start_a_run(ticks, monkeypatch):
-    monkeypatch.setenv(SETTLE_ENV, "2")
+def test_a_file_still_being_written_does_not_start_a_run(ticks):
+    ticks.settle = 2
     path = ticks.landing / "2019-Nov.csv"
     with open(path, "w") as handle:
-        handle.write(HEADER + "\n")
-        handle.flush()
+
+        def append(text: str) -> None:
+            """The writer adds to the file at the sensor's present moment."""
+            handle.write(text)
+            handle.flush()
+            os.utime(path, (ticks.now, ticks.now))
+
+        append(HEADER + "\n")
         assert ticks.requests() == []
         for _ in range(4):
-            time.sleep(0.5)
-            handle.write(ROW + "\n")
-            handle.flush()
+            ticks.now += 0.5
+            append(ROW + "\n")
             assert ticks.requests() == []
     waits = ticks.logged("Waiting for 2019-Nov.csv: ")
     assert len(waits) == 5
     assert "unchanged for 2 s" in waits[-1]
-    time.sleep(2.1)
+    ticks.now += 1.9
+    assert ticks.requests() == []  # the writer's last change is 1.9 s old
+    ticks.now += 0.2
     [request] = ticks.requests()  # unchanged for the settle time
     assert request.run_key.endswith(f":{path.stat().st_size}")
 
@@ -234,17 +246,6 @@ def test_a_change_restarts_the_settle_time(ticks):
     second = scan(ticks.landing, first.state, now=OLD + 5)
     assert second.waiting and not second.run_requests
     assert scan(ticks.landing, second.state, now=OLD + 10).run_requests
-
-
-def test_the_settle_time_comes_from_the_environment(monkeypatch):
-    monkeypatch.delenv(SETTLE_ENV, raising=False)
-    assert settle_seconds() == 5
-    monkeypatch.setenv(SETTLE_ENV, "0.5")
-    assert settle_seconds() == 0.5
-    monkeypatch.setenv(SETTLE_ENV, "-3")
-    assert settle_seconds() == 0
-    monkeypatch.setenv(SETTLE_ENV, "later")
-    assert settle_seconds() == 5
 
 
 def test_several_months_at_once_become_several_runs_in_month_order(ticks):
@@ -320,13 +321,13 @@ def test_an_older_build_that_names_only_its_file_counts_if_it_started_after_the_
 
 
 def test_a_month_built_by_the_real_job_is_not_run_again_until_its_file_changes(
-    instance, landing_dir, warehouse_dir, spark
+    instance, settings, landing_dir, spark
 ):
     """`make run`, then `make dev`: the sensor finds the month built from the file it sees, by
     the fingerprint bronze records."""
     path = write_source(landing_dir, "2019-Oct.csv", good_lines(20))
     os.utime(path, (OLD, OLD))
-    result = run_job("2019-10", instance=instance)
+    result = run_job(settings, "2019-10", instance=instance)
     assert result.success
 
     ticks = Ticks(landing_dir, instance)
@@ -477,13 +478,46 @@ def test_a_landing_path_that_is_a_file_is_a_skip_not_an_error(tmp_path, instance
     assert isinstance(result, SkipReason)
 
 
-def test_the_landing_dir_comes_from_the_environment_by_default(landing_dir, instance):
-    write(landing_dir / "2019-Oct.csv")
-    context = build_sensor_context(
-        instance=instance, resources={"landing": defs.resources["landing"]}
-    )
-    result = landing_csv_sensor(context)
+def defs_tick(defs: Definitions, instance: DagsterInstance, messages: list[str] | None = None):
+    """One tick of the sensor as `defs` define it, on the real clock, with the resources of
+    `defs` it asks for (as the daemon evaluates it)."""
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    resources = {key: defs.resources[key] for key in sensor.required_resource_keys}
+    context = build_sensor_context(instance=instance, resources=resources)
+    if messages is not None:
+        collect_logs(context, messages)
+    return sensor(context)
+
+
+def test_the_defs_sensor_looks_at_the_landing_dir_of_its_settings(defs, settings, instance):
+    write(Path(settings.landing_dir) / "2019-Oct.csv")
+    other = Path(settings.landing_dir).parent / "elsewhere"
+    other.mkdir()
+    write(other / "2019-Nov.csv")
+
+    result = defs_tick(defs, instance)
+
     assert [r.partition_key for r in result.run_requests] == ["2019-10"]
+    moved = build_defs(settings.model_copy(update={"landing_dir": str(other)}))
+    assert [r.partition_key for r in defs_tick(moved, instance).run_requests] == ["2019-11"]
+
+
+def test_the_defs_sensor_waits_the_settle_time_of_its_settings(settings, instance):
+    # Changed 30 s ago on the real clock: settled for a 10 s settle time, not for a 60 s one.
+    # The margins leave the test 30 s of slack either way.
+    changed = time.time() - 30
+    path = write(Path(settings.landing_dir) / "2019-Oct.csv", mtime=changed)
+
+    patient = build_defs(settings.model_copy(update={"sensor_settle_seconds": 60.0}))
+    messages: list[str] = []
+    waiting = defs_tick(patient, instance, messages)
+    assert not waiting.run_requests
+    [logged] = [m for m in messages if m.startswith("Waiting for 2019-Oct.csv: ")]
+    assert "unchanged for 60 s" in logged
+
+    quick = build_defs(settings.model_copy(update={"sensor_settle_seconds": 10.0}))
+    [request] = defs_tick(quick, instance).run_requests
+    assert request.run_key == SourceFingerprint.of(path).run_key()
 
 
 def test_an_unreadable_cursor_costs_a_tick_not_an_exception(ticks):
@@ -510,13 +544,17 @@ def test_the_cursor_forgets_files_that_are_gone(ticks):
     assert json.loads(ticks.cursor)["handled"] == {}
 
 
-def test_the_sensor_runs_by_default_and_ticks_often(monkeypatch):
-    sensor = defs.resolve_sensor_def("landing_csv_sensor")
+def test_the_sensor_runs_by_default_and_ticks_at_every_daemon_loop(defs, settings):
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
     assert sensor.default_status == DefaultSensorStatus.RUNNING
-    monkeypatch.delenv(INTERVAL_ENV, raising=False)
     # Below the daemon's 5 s loop, so that the sensor ticks at every loop.
-    assert sensor.minimum_interval_seconds == interval_seconds() == 3
-    monkeypatch.setenv(INTERVAL_ENV, "30")
-    assert interval_seconds() == 30
-    monkeypatch.setenv(INTERVAL_ENV, "soon")
-    assert interval_seconds() == 3
+    assert sensor.minimum_interval_seconds == settings.sensor_interval_seconds == 3
+
+
+@pytest.mark.parametrize("interval", [1, 30, 600])
+def test_the_sensors_minimum_interval_is_the_interval_setting(interval):
+    settings = Settings.from_env({"MEDALLION_SENSOR_INTERVAL_SECONDS": str(interval)})
+    sensor = build_defs(settings).resolve_sensor_def(SENSOR_NAME)
+    assert sensor.minimum_interval_seconds == interval
+    built = build_landing_sensor(interval_seconds=interval, settle_seconds=5)
+    assert built.name == SENSOR_NAME and built.minimum_interval_seconds == interval
