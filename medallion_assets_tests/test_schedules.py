@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance, DefaultScheduleStatus, build_schedule_context
 
-from medallion_assets.definitions import defs
+from medallion_assets.automation.schedules import SCHEDULE_NAME
 from medallion_assets.tools.sample_data import generate_month
 
 UTC = dt.timezone.utc
@@ -17,17 +17,14 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-def schedule():
-    return defs.resolve_schedule_def("medallion_monthly_schedule")
-
-
-def requests_at(when: dt.datetime):
-    data = schedule().evaluate_tick(build_schedule_context(scheduled_execution_time=when))
+def requests_at(defs, when: dt.datetime):
+    schedule = defs.resolve_schedule_def(SCHEDULE_NAME)
+    data = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=when))
     return list(data.run_requests or [])
 
 
-def test_it_is_a_monthly_schedule_of_the_whole_graph_stopped_by_default():
-    definition = schedule()
+def test_it_is_a_monthly_schedule_of_the_whole_graph_stopped_by_default(defs):
+    definition = defs.resolve_schedule_def("medallion_monthly_schedule")
     assert definition.job_name == "medallion_monthly"
     assert definition.default_status == DefaultScheduleStatus.STOPPED
     # minute 0, 06:00, on the 1st of every month, in the partitions' time zone
@@ -43,20 +40,20 @@ def test_it_is_a_monthly_schedule_of_the_whole_graph_stopped_by_default():
         (dt.datetime(2024, 3, 1, 6, tzinfo=UTC), "2024-02"),  # a leap February
     ],
 )
-def test_each_tick_requests_the_previous_month_once(tick, month):
-    [request] = requests_at(tick)
+def test_each_tick_requests_the_previous_month_once(defs, tick, month):
+    [request] = requests_at(defs, tick)
     assert request.partition_key == month
     assert request.run_key == month  # a second tick for the same month is deduplicated
 
 
-def test_a_tick_before_the_first_month_has_ended_requests_nothing():
-    assert requests_at(dt.datetime(2019, 10, 15, 6, tzinfo=UTC)) == []
+def test_a_tick_before_the_first_month_has_ended_requests_nothing(defs):
+    assert requests_at(defs, dt.datetime(2019, 10, 15, 6, tzinfo=UTC)) == []
 
 
-def test_the_requested_run_materializes_that_month(landing_dir, warehouse_dir, spark):
+def test_the_requested_run_materializes_that_month(defs, landing_dir, warehouse_dir, spark):
     for month in ("2019-10", "2019-11"):
         generate_month(month, 2000, landing_dir, seed=3)
-    [request] = requests_at(dt.datetime(2019, 12, 1, 6, tzinfo=UTC))
+    [request] = requests_at(defs, dt.datetime(2019, 12, 1, 6, tzinfo=UTC))
     result = defs.resolve_job_def("medallion_monthly").execute_in_process(
         instance=DagsterInstance.ephemeral(),
         partition_key=request.partition_key,
