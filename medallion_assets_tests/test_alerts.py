@@ -1,8 +1,10 @@
 """Failure alerts, sent for real: the project's job fails in a Dagster instance on disk, and the
 alert sensor is evaluated on that failed run against an HTTP server and an SMTP server that the
-tests start on 127.0.0.1."""
+tests start on 127.0.0.1. The channels are the sensor's `AlertChannels` resource, built here
+from `Settings` as `build_defs` builds it, or directly."""
 
 import json
+import logging
 import re
 import socket
 import threading
@@ -13,21 +15,16 @@ import pytest
 from aiosmtpd.controller import Controller
 from dagster import AssetCheckSeverity, build_run_status_sensor_context, instance_for_test
 
-from medallion_assets.automation.alerts import AlertDeliveryError, failure_alert_sensor
+from medallion_assets.automation.alerts import (
+    AlertChannels,
+    AlertDeliveryError,
+    failure_alert_sensor,
+)
+from medallion_assets.definitions import build_defs
+from medallion_assets.settings import Settings
 from medallion_assets_tests.source_lines import good_lines, run_job, write_source
 
 SECRET_PATH = "/services/T0001/B0002/not-to-be-logged"
-ALERT_ENV = (
-    "MEDALLION_ALERT_WEBHOOK_URL",
-    "MEDALLION_WEBSERVER_URL",
-    "MEDALLION_SMTP_HOST",
-    "MEDALLION_SMTP_PORT",
-    "MEDALLION_SMTP_TO",
-    "MEDALLION_SMTP_FROM",
-    "MEDALLION_SMTP_USER",
-    "MEDALLION_SMTP_PASSWORD",
-    "MEDALLION_SMTP_SSL",
-)
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +34,12 @@ def failed_runs(tmp_path_factory, spark):
     root = tmp_path_factory.mktemp("alerts")
     landing = root / "landing"
     landing.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEDALLION_LANDING_DIR", str(landing))
-        patch.setenv("MEDALLION_WAREHOUSE_DIR", str(root / "warehouse"))
-        with instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
-            final = run_job(instance=instance)
-            retried = run_job(instance=instance, tags={"dagster/max_retries": "1"})
-            assert not final.success and not retried.success
-            yield instance, final, retried, landing
+    settings = Settings(landing_dir=str(landing), warehouse_dir=str(root / "warehouse"))
+    with instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
+        final = run_job(settings, instance=instance)
+        retried = run_job(settings, instance=instance, tags={"dagster/max_retries": "1"})
+        assert not final.success and not retried.success
+        yield instance, final, retried, landing
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +50,12 @@ def failed_check_run(tmp_path_factory, spark):
     landing = root / "landing"
     landing.mkdir()
     write_source(landing, "2019-Oct.csv", good_lines(90) + ["not,a,valid,line"] * 10)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEDALLION_LANDING_DIR", str(landing))
-        patch.setenv("MEDALLION_WAREHOUSE_DIR", str(root / "warehouse"))
-        for name in ("MEDALLION_REJECTED_WARN_PERCENT", "MEDALLION_REJECTED_FAIL_PERCENT"):
-            patch.delenv(name, raising=False)
-        with instance_for_test() as instance:
-            result = run_job(instance=instance)
-            assert not result.success
-            yield instance, result
-
-
-@pytest.fixture(autouse=True)
-def clean_alert_env(monkeypatch):
-    for name in ALERT_ENV:
-        monkeypatch.delenv(name, raising=False)
+    settings = Settings(landing_dir=str(landing), warehouse_dir=str(root / "warehouse"))
+    assert settings.rejected_fail_percent == 5.0
+    with instance_for_test() as instance:
+        result = run_job(settings, instance=instance)
+        assert not result.success
+        yield instance, result
 
 
 class Webhook:
@@ -129,23 +115,33 @@ def smtp_server():
     controller.stop()
 
 
-def evaluate(instance, result):
-    """Evaluate the sensor as the daemon does for a failed run, from the stored run."""
+def evaluate(instance, result, alerts: AlertChannels, sensor=failure_alert_sensor, logged=None):
+    """Evaluate the sensor as the daemon does for a failed run, from the stored run, with
+    ``alerts`` as its resource; what it logs is appended to ``logged``."""
     context = build_run_status_sensor_context(
-        sensor_name=failure_alert_sensor.name,
+        sensor_name=sensor.name,
         dagster_event=result.get_run_failure_event(),
         dagster_instance=instance,
         dagster_run=instance.get_run_by_id(result.run_id),
+        resources={"alerts": alerts},
     )
-    return failure_alert_sensor(context)
+    if logged is not None:
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                logged.append(record.getMessage())
+
+        context.log.addHandler(Collect())
+    return sensor(context)
 
 
-def test_a_failed_run_posts_job_partition_step_error_and_a_link(failed_runs, webhook, monkeypatch):
+def test_a_failed_run_posts_job_partition_step_error_and_a_link(failed_runs, webhook):
     instance, final, _, landing = failed_runs
-    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
-    monkeypatch.setenv("MEDALLION_WEBSERVER_URL", "http://dagster.internal:3000/")
+    alerts = AlertChannels.from_settings(
+        Settings(alert_webhook_url=webhook.url, webserver_url="http://dagster.internal:3000/")
+    )
 
-    evaluate(instance, final)
+    evaluate(instance, final, alerts)
 
     assert len(webhook.requests) == 1
     path, headers, body = webhook.requests[0]
@@ -160,11 +156,10 @@ def test_a_failed_run_posts_job_partition_step_error_and_a_link(failed_runs, web
     assert "Failed check:" not in text  # no check ran: bronze never got its file
 
 
-def test_a_run_stopped_by_a_check_names_the_failed_check(failed_check_run, webhook, monkeypatch):
+def test_a_run_stopped_by_a_check_names_the_failed_check(failed_check_run, webhook):
     instance, result = failed_check_run
-    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
 
-    evaluate(instance, result)
+    evaluate(instance, result, AlertChannels(webhook_url=webhook.url))
 
     lines = json.loads(webhook.requests[0][2])["text"].splitlines()
     failed = [
@@ -181,40 +176,72 @@ def test_a_run_stopped_by_a_check_names_the_failed_check(failed_check_run, webho
     assert any(x.startswith("Partition: 2019-10") for x in lines)
 
 
-def test_the_run_link_defaults_to_the_local_webserver(failed_runs, webhook, monkeypatch):
+def test_the_run_link_defaults_to_the_local_webserver(failed_runs, webhook):
     instance, final, _, _ = failed_runs
-    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
 
-    evaluate(instance, final)
+    evaluate(instance, final, AlertChannels.from_settings(Settings(alert_webhook_url=webhook.url)))
 
     assert (
         f"http://127.0.0.1:3000/runs/{final.run_id}" in json.loads(webhook.requests[0][2])["text"]
     )
 
 
-def test_a_run_that_dagster_will_retry_does_not_alert(failed_runs, webhook, monkeypatch):
+def test_a_run_that_dagster_will_retry_does_not_alert(failed_runs, webhook):
     instance, final, retried, _ = failed_runs
-    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
+    alerts = AlertChannels(webhook_url=webhook.url)
     # Dagster itself marks failed runs with this tag when run retries are on.
     assert instance.get_run_by_id(retried.run_id).tags["dagster/will_retry"] == "true"
     assert instance.get_run_by_id(final.run_id).tags["dagster/will_retry"] == "false"
 
-    evaluate(instance, retried)
+    evaluate(instance, retried, alerts)
     assert webhook.requests == []
 
-    evaluate(instance, final)
+    evaluate(instance, final, alerts)
     assert len(webhook.requests) == 1
 
 
-def test_an_email_goes_through_a_real_smtp_server(failed_runs, smtp_server, monkeypatch):
+def test_with_no_channel_configured_a_failed_run_is_only_logged(failed_runs, webhook):
+    instance, final, _, _ = failed_runs
+    logged: list[str] = []
+
+    evaluate(instance, final, AlertChannels.from_settings(Settings()), logged=logged)
+
+    assert webhook.requests == []
+    assert f"Run {final.run_id} failed; no alert channel configured" in " ".join(logged)
+
+
+def test_the_alert_sensor_of_the_definitions_uses_the_channels_of_its_settings(
+    failed_runs, webhook, tmp_path
+):
+    instance, final, _, _ = failed_runs
+    defs = build_defs(
+        Settings(
+            landing_dir=str(tmp_path),
+            alert_webhook_url=webhook.url,
+            webserver_url="https://dagster.example.com",
+        )
+    )
+    sensor = defs.resolve_sensor_def("medallion_failure_alerts")
+    assert sensor.required_resource_keys == {"alerts"}
+
+    evaluate(instance, final, defs.resources["alerts"], sensor=sensor)
+
+    [(path, _, body)] = webhook.requests
+    assert path == SECRET_PATH
+    assert f"Run: https://dagster.example.com/runs/{final.run_id}" in json.loads(body)["text"]
+
+
+def test_an_email_goes_through_a_real_smtp_server(failed_runs, smtp_server):
     instance, final, _, _ = failed_runs
     mailbox, port = smtp_server
-    monkeypatch.setenv("MEDALLION_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("MEDALLION_SMTP_PORT", str(port))
-    monkeypatch.setenv("MEDALLION_SMTP_TO", "data-oncall@example.com, lead@example.com")
-    monkeypatch.setenv("MEDALLION_SMTP_FROM", "medallion@example.com")
+    settings = Settings(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_to="data-oncall@example.com, lead@example.com",
+        smtp_from="medallion@example.com",
+    )
 
-    evaluate(instance, final)
+    evaluate(instance, final, AlertChannels.from_settings(settings))
 
     (envelope,) = mailbox.messages
     assert envelope.mail_from == "medallion@example.com"
@@ -226,46 +253,51 @@ def test_an_email_goes_through_a_real_smtp_server(failed_runs, smtp_server, monk
     assert f"/runs/{final.run_id}" in body
 
 
-def test_smtp_credentials_are_never_sent_without_tls(failed_runs, smtp_server, monkeypatch):
+def test_smtp_credentials_are_never_sent_without_tls(failed_runs, smtp_server):
     instance, final, _, _ = failed_runs
     mailbox, port = smtp_server
-    monkeypatch.setenv("MEDALLION_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("MEDALLION_SMTP_PORT", str(port))
-    monkeypatch.setenv("MEDALLION_SMTP_TO", "data-oncall@example.com")
-    monkeypatch.setenv("MEDALLION_SMTP_USER", "alerts")
-    monkeypatch.setenv("MEDALLION_SMTP_PASSWORD", "hunter2")
+    alerts = AlertChannels(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_to=["data-oncall@example.com"],
+        smtp_user="alerts",
+        smtp_password="hunter2",
+    )
 
     with pytest.raises(Exception, match="refusing to send the password") as error:
-        evaluate(instance, final)
+        evaluate(instance, final, alerts)
 
     assert "hunter2" not in str(error.value)
     assert mailbox.messages == []
 
 
 def test_a_refused_alert_fails_the_evaluation_without_revealing_the_webhook_url(
-    failed_runs, webhook, smtp_server, monkeypatch
+    failed_runs, webhook, smtp_server
 ):
     instance, final, _, _ = failed_runs
     mailbox, port = smtp_server
     webhook.status = 500
-    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", webhook.url)
-    monkeypatch.setenv("MEDALLION_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("MEDALLION_SMTP_PORT", str(port))
-    monkeypatch.setenv("MEDALLION_SMTP_TO", "data-oncall@example.com")
+    alerts = AlertChannels(
+        webhook_url=webhook.url,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_to=["data-oncall@example.com"],
+    )
 
     with pytest.raises(AlertDeliveryError, match="HTTP 500") as error:
-        evaluate(instance, final)
+        evaluate(instance, final, alerts)
 
     assert SECRET_PATH not in str(error.value) and "not-to-be-logged" not in str(error.value)
     # The other channel was still tried: the alert reached the mailbox.
     assert len(mailbox.messages) == 1
 
 
-def test_only_http_webhooks_are_used(failed_runs, tmp_path, monkeypatch):
+def test_a_resource_given_a_webhook_that_is_not_http_does_not_use_it(failed_runs, tmp_path):
+    """`Settings` refuses such a URL when the code location loads; a resource configured some
+    other way (its config, an `EnvVar` whose value changed) is refused when the alert is due."""
     instance, final, _, _ = failed_runs
-    monkeypatch.setenv("MEDALLION_ALERT_WEBHOOK_URL", f"file://{tmp_path}/sink")
 
     with pytest.raises(AlertDeliveryError, match="http"):
-        evaluate(instance, final)
+        evaluate(instance, final, AlertChannels(webhook_url=f"file://{tmp_path}/sink"))
 
     assert not (tmp_path / "sink").exists()
