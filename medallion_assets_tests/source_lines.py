@@ -23,7 +23,7 @@ TABLES = (
     "gold/revenue_by_brand",
     "gold/daily_funnel",
 )
-DOWNSTREAM_STEPS = ("silver__events", "gold_aggregates")
+DOWNSTREAM_STEPS = ("silver_events", "gold_tables")
 _KINDS = ("view", "view", "cart", "remove_from_cart", "purchase")
 _BRANDS = ("apple", "samsung", "", "xiaomi")
 

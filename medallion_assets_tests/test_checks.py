@@ -20,15 +20,10 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from medallion_assets.assets import gold, silver
-from medallion_assets.assets.bronze import (
-    FAIL_PERCENT_ENV,
-    WARN_PERCENT_ENV,
-    BronzeConfig,
-    lines_accounted_for,
-    rejected_share,
-)
+from medallion_assets.assets.bronze import BronzeConfig, lines_accounted_for, rejected_share
 from medallion_assets.assets.gold import funnel_matches_silver, revenue_matches_silver
 from medallion_assets.assets.silver import rows_accounted_for, user_id_not_null
+from medallion_assets.definitions import build_defs
 from medallion_assets.delta.commit import (
     commit_files,
     describe_file,
@@ -37,6 +32,9 @@ from medallion_assets.delta.commit import (
     table_arrow_schema,
 )
 from medallion_assets.delta.month_summaries import MONTH_SUMMARIES
+from medallion_assets.partitions import month_value
+from medallion_assets.resources.thresholds import QualityThresholds
+from medallion_assets.settings import Settings
 from medallion_assets.transforms import grouped_events, revenue_by_brand
 from medallion_assets_tests.source_lines import (
     DOWNSTREAM_STEPS,
@@ -106,45 +104,60 @@ def test_rejected_share_warns_then_fails(rejected, passed, severity):
     assert result.metadata["rejected_share_percent"].value == float(rejected)
 
 
-def test_the_failing_threshold_is_set_in_the_run_config(landing_dir, warehouse_dir, monkeypatch):
-    monkeypatch.delenv(WARN_PERCENT_ENV, raising=False)
-    monkeypatch.delenv(FAIL_PERCENT_ENV, raising=False)
+def test_a_run_sets_the_failing_threshold_and_the_deployment_the_warning_one(
+    landing_dir, settings
+):
     lines = [*good_lines(18), "bad line", good_lines(1)[0].replace(",view,", ",click,")]
     write_source(landing_dir, "2019-Oct.csv", lines)  # 10 % rejected: above the default 5 %
+    deployment = settings.model_copy(update={"rejected_warn_percent": 1.5})
 
     result = run_job(
-        run_config={"ops": {"bronze_events": {"config": {"fail_above_percent": 12.5}}}}
+        deployment,
+        run_config={"ops": {"bronze_events": {"config": {"fail_above_percent": 12.5}}}},
     )
 
     assert result.success  # a warning does not stop the run
     check = check_evaluations(result)["bronze_rejected_share"]
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    assert check.metadata["warn_above_percent"].value == 1.5
     assert check.metadata["fail_above_percent"].value == 12.5
     assert check.metadata["rejected_share_percent"].value == 10.0
 
 
-def test_rejected_share_thresholds_default_to_zero_and_five_percent(monkeypatch):
-    monkeypatch.delenv(WARN_PERCENT_ENV, raising=False)
-    monkeypatch.delenv(FAIL_PERCENT_ENV, raising=False)
-    assert BronzeConfig().thresholds() == (0.0, 5.0)
+def thresholds_of(settings: Settings) -> QualityThresholds:
+    """The thresholds resource the project's definitions give bronze under ``settings``."""
+    return build_defs(settings).resources["thresholds"]
 
 
-def test_rejected_share_thresholds_come_from_the_environment_unless_configured(monkeypatch):
-    monkeypatch.setenv(WARN_PERCENT_ENV, "1.5")
-    monkeypatch.setenv(FAIL_PERCENT_ENV, "10")
-    assert BronzeConfig().thresholds() == (1.5, 10.0)
-    assert BronzeConfig(fail_above_percent=20).thresholds() == (1.5, 20.0)
+def test_rejected_share_thresholds_default_to_zero_and_five_percent():
+    assert BronzeConfig().thresholds(thresholds_of(Settings())) == (0.0, 5.0)
+
+
+def test_rejected_share_thresholds_come_from_the_environment_unless_configured():
+    settings = Settings.from_env(
+        {
+            Settings.env_name("rejected_warn_percent"): "1.5",
+            Settings.env_name("rejected_fail_percent"): "10",
+        }
+    )
+    deployed = thresholds_of(settings)
+    assert BronzeConfig().thresholds(deployed) == (1.5, 10.0)
+    assert BronzeConfig(fail_above_percent=20).thresholds(deployed) == (1.5, 20.0)
 
 
 @pytest.mark.parametrize(
-    "warn,fail,env",
-    [(6, 5, {}), (-1, 5, {}), (0, 101, {}), (None, None, {FAIL_PERCENT_ENV: "five"})],
+    "warn,fail,deployed",
+    [
+        (6, 5, QualityThresholds()),
+        (-1, 5, QualityThresholds()),
+        (0, 101, QualityThresholds()),
+        # The run's failing threshold below the deployment's warning threshold.
+        (None, 2, QualityThresholds(rejected_warn_percent=3, rejected_fail_percent=5)),
+    ],
 )
-def test_nonsensical_thresholds_fail_without_retry(warn, fail, env, monkeypatch):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+def test_nonsensical_thresholds_fail_without_retry(warn, fail, deployed):
     with pytest.raises(Failure) as error:
-        BronzeConfig(warn_above_percent=warn, fail_above_percent=fail).thresholds()
+        BronzeConfig(warn_above_percent=warn, fail_above_percent=fail).thresholds(deployed)
     assert error.value.allow_retries is False
 
 
@@ -209,7 +222,7 @@ def test_silver_nulls_come_from_the_log_statistics():
 
 
 def test_a_silver_that_loses_a_row_fails_its_check_blocks_gold_and_is_not_retried(
-    landing_dir, warehouse_dir, monkeypatch
+    landing_dir, settings, monkeypatch
 ):
     write_source(landing_dir, "2019-Oct.csv", good_lines(50))
 
@@ -219,17 +232,17 @@ def test_a_silver_that_loses_a_row_fails_its_check_blocks_gold_and_is_not_retrie
         return events.where(F.col("product_id") != 1000)
 
     monkeypatch.setattr(silver, "grouped_events", losing_one)
-    result = run_job()
+    result = run_job(settings)
 
     assert not result.success
     check = check_evaluations(result)["silver_rows_accounted_for"]
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
     assert "50 rows read != 49 kept + 0 extra copies + 0 without a user" in check.description
-    failure = result.failure_data_for_node("silver__events")
+    failure = result.failure_data_for_node("silver_events")
     assert "blocking asset check" in failure.error.message
     assert retried_steps(result) == []  # a failed check is a fact about data: no retry
-    assert "gold_aggregates" not in started_steps(result)
-    assert set(DOWNSTREAM_STEPS) - {"gold_aggregates"} <= set(started_steps(result))
+    assert "gold_tables" not in started_steps(result)
+    assert set(DOWNSTREAM_STEPS) - {"gold_tables"} <= set(started_steps(result))
 
 
 # -- gold -----------------------------------------------------------------------------------------
@@ -257,7 +270,7 @@ def test_gold_funnel_must_count_silver_events():
 
 
 def test_a_gold_aggregate_that_drops_the_null_brand_fails_its_check(
-    landing_dir, warehouse_dir, monkeypatch
+    landing_dir, settings, monkeypatch
 ):
     write_source(landing_dir, "2019-Oct.csv", good_lines(60))
 
@@ -265,7 +278,7 @@ def test_a_gold_aggregate_that_drops_the_null_brand_fails_its_check(
         return revenue_by_brand(frame).where(F.col("brand").isNotNull())
 
     monkeypatch.setattr(gold, "revenue_by_brand", without_null_brand)
-    result = run_job()
+    result = run_job(settings)
 
     assert not result.success
     checks = check_evaluations(result)
@@ -275,9 +288,9 @@ def test_a_gold_aggregate_that_drops_the_null_brand_fails_its_check(
     assert retried_steps(result) == []
 
 
-def test_gold_checks_pass_on_real_data_with_exact_decimals(landing_dir, warehouse_dir):
+def test_gold_checks_pass_on_real_data_with_exact_decimals(landing_dir, settings):
     write_source(landing_dir, "2019-Oct.csv", good_lines(75))
-    result = run_job()
+    result = run_job(settings)
     assert result.success
     checks = check_evaluations(result)
     assert set(checks) == {
@@ -305,11 +318,11 @@ def _silver_month_files(warehouse_dir: Path) -> list[Path]:
 
 
 def test_silver_records_its_months_totals_and_gold_checks_against_them(
-    landing_dir, warehouse_dir
+    landing_dir, warehouse_dir, settings
 ):
     lines = good_lines(80)
     write_source(landing_dir, "2019-Oct.csv", lines)
-    result = run_job()
+    result = run_job(settings)
     assert result.success
 
     history = DeltaTable(str(warehouse_dir / "silver" / "events")).history(1)
@@ -325,9 +338,11 @@ def test_silver_records_its_months_totals_and_gold_checks_against_them(
         assert checks[name].metadata["silver_totals_from"].value == "silver's Delta commit"
 
 
-def test_a_silver_file_changed_after_its_commit_fails_gold_checks(landing_dir, warehouse_dir):
+def test_a_silver_file_changed_after_its_commit_fails_gold_checks(
+    landing_dir, warehouse_dir, settings
+):
     write_source(landing_dir, "2019-Oct.csv", good_lines(80))
-    assert run_job().success
+    assert run_job(settings).success
     # The month's file rewritten in place without one purchase: the log still names it, so gold
     # reads it, and a count on gold's own read would agree with what gold then writes.
     (path,) = _silver_month_files(warehouse_dir)
@@ -336,7 +351,7 @@ def test_a_silver_file_changed_after_its_commit_fails_gold_checks(landing_dir, w
     pq.write_table(pa.concat_tables([rows.slice(0, first), rows.slice(first + 1)]), path)
     purchases = pc.sum(pc.equal(rows["event_type"], "purchase")).as_py()
 
-    result = run_job(asset_selection=GOLD_ONLY)
+    result = run_job(settings, asset_selection=GOLD_ONLY)
 
     assert not result.success
     checks = check_evaluations(result)
@@ -348,10 +363,10 @@ def test_a_silver_file_changed_after_its_commit_fails_gold_checks(landing_dir, w
 
 
 def test_gold_counts_silver_itself_when_silver_recorded_nothing_for_its_files(
-    landing_dir, warehouse_dir
+    landing_dir, warehouse_dir, settings
 ):
     write_source(landing_dir, "2019-Oct.csv", good_lines(80))
-    assert run_job().success
+    assert run_job(settings).success
     # The month's file replaced by a copy under another name, committed without totals (as an
     # older version of the pipeline, or a compaction, would leave it).
     table_uri = str(warehouse_dir / "silver" / "events")
@@ -363,12 +378,12 @@ def test_gold_counts_silver_itself_when_silver_recorded_nothing_for_its_files(
     commit_files(
         table_uri,
         table_arrow_schema(table),
-        [describe_file(fs, table_path, copy, {"month": "2019-10-01"})],
+        [describe_file(fs, table_path, copy, {"month": month_value("2019-10")})],
         partition_by=["month"],
-        replace_partitions=["2019-10-01"],
+        replace_partitions=[month_value("2019-10")],
     )
 
-    result = run_job(asset_selection=GOLD_ONLY)
+    result = run_job(settings, asset_selection=GOLD_ONLY)
 
     assert result.success
     checks = check_evaluations(result)
@@ -377,13 +392,13 @@ def test_gold_counts_silver_itself_when_silver_recorded_nothing_for_its_files(
         assert checks[name].metadata["silver_totals_from"].value == "gold's read of silver"
 
 
-def test_a_month_without_purchases_passes_every_check(landing_dir, warehouse_dir):
+def test_a_month_without_purchases_passes_every_check(landing_dir, settings):
     # Spark reports no observation for a write it proves empty (no revenue rows): the checks
     # take the table's zero rows from the log instead of failing for want of counts.
     write_source(
         landing_dir, "2019-Oct.csv", [x for x in good_lines(60) if ",purchase," not in x]
     )
-    result = run_job()
+    result = run_job(settings)
     checks = check_evaluations(result)
     assert result.success, {n: c.description for n, c in checks.items() if not c.passed}
     revenue = checks["gold_revenue_matches_silver"]
@@ -391,14 +406,14 @@ def test_a_month_without_purchases_passes_every_check(landing_dir, warehouse_dir
     assert revenue.metadata["gold_purchases"].value == 0
 
 
-def test_a_month_where_no_event_has_a_user_passes_every_check(landing_dir, warehouse_dir):
+def test_a_month_where_no_event_has_a_user_passes_every_check(landing_dir, settings):
     lines = []
     for line in good_lines(30):
         fields = line.split(",")
         fields[7] = ""  # user_id
         lines.append(",".join(fields))
     write_source(landing_dir, "2019-Oct.csv", lines)
-    result = run_job()
+    result = run_job(settings)
     checks = check_evaluations(result)
     assert result.success, {n: c.description for n, c in checks.items() if not c.passed}
     assert checks["silver_user_id_not_null"].metadata["null_user_id_rows"].value == 0
