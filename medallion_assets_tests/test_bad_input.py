@@ -20,6 +20,7 @@ import pytest
 from dagster import AssetCheckSeverity
 
 from medallion_assets.schema import SOURCE_HEADER
+from medallion_assets.settings import Settings
 from medallion_assets_tests.source_lines import (
     DOWNSTREAM_STEPS,
     check_evaluations,
@@ -44,21 +45,16 @@ def baseline(tmp_path_factory, spark) -> Path:
     landing, warehouse = root / "landing", root / "warehouse"
     landing.mkdir()
     write_source(landing, "2019-Oct.csv", good_lines(BASELINE_ROWS))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEDALLION_LANDING_DIR", str(landing))
-        patch.setenv("MEDALLION_WAREHOUSE_DIR", str(warehouse))
-        result = run_job()
+    result = run_job(Settings(landing_dir=str(landing), warehouse_dir=str(warehouse)))
     assert result.success
     return warehouse
 
 
 @pytest.fixture
-def warehouse(baseline, tmp_path, monkeypatch) -> Path:
-    """A private copy of the baseline warehouse for one test."""
-    target = tmp_path / "warehouse"
-    shutil.copytree(baseline, target)
-    monkeypatch.setenv("MEDALLION_WAREHOUSE_DIR", str(target))
-    return target
+def warehouse(baseline, warehouse_dir) -> Path:
+    """A private copy of the baseline warehouse for one test, where its `settings` point."""
+    shutil.copytree(baseline, warehouse_dir)
+    return warehouse_dir
 
 
 def rows_of(warehouse: Path, table: str) -> pl.DataFrame:
@@ -150,14 +146,14 @@ FAILING_FILES = {
 
 @pytest.mark.parametrize("make_file", FAILING_FILES.values(), ids=FAILING_FILES.keys())
 def test_a_bad_file_fails_bronze_with_its_name_once_and_changes_no_table(
-    make_file, landing_dir, warehouse, tmp_path
+    make_file, landing_dir, warehouse, settings, tmp_path
 ):
     outside = tmp_path / "outside"
     outside.mkdir()
     expected_fragments = make_file(landing_dir, outside)
     before = table_state(warehouse)
 
-    result = run_job()
+    result = run_job(settings)
 
     assert not result.success
     failure = result.failure_data_for_node("bronze_events")
@@ -251,13 +247,13 @@ def bronze_rows(warehouse: Path) -> list[tuple]:
 
 
 def test_malformed_lines_are_kept_aside_with_reasons_and_every_valid_row_lands(
-    landing_dir, warehouse
+    landing_dir, warehouse, settings
 ):
     good = good_lines(300)
     bad = malformed_lines()
     write_source(landing_dir, "2019-Oct.csv", interleave(good, list(bad)))
 
-    result = run_job()
+    result = run_job(settings)
 
     # Under 5 % rejected: a warning, and silver and gold are built from the valid rows.
     assert result.success
@@ -284,13 +280,13 @@ def test_malformed_lines_are_kept_aside_with_reasons_and_every_valid_row_lands(
     assert set(started_steps(result)) >= set(DOWNSTREAM_STEPS)
 
 
-def test_more_than_five_percent_rejected_stops_silver_and_gold(landing_dir, warehouse):
+def test_more_than_five_percent_rejected_stops_silver_and_gold(landing_dir, warehouse, settings):
     good = good_lines(100)
     bad = malformed_lines()
     write_source(landing_dir, "2019-Oct.csv", interleave(good, list(bad)))
     before = table_state(warehouse)
 
-    result = run_job()
+    result = run_job(settings)
 
     assert not result.success
     share = check_evaluations(result)["bronze_rejected_share"]
@@ -318,11 +314,13 @@ QUOTED = [
 
 
 @pytest.mark.parametrize("name", ["2019-10.csv.gz", "2019-Oct.csv"])
-def test_gzip_crlf_bom_and_quoted_commas_are_read_exactly(name, landing_dir, warehouse):
+def test_gzip_crlf_bom_and_quoted_commas_are_read_exactly(
+    name, landing_dir, warehouse, settings
+):
     lines = good_lines(40) + QUOTED
     path = write_source(landing_dir, name, lines, newline="\r\n", bom=True)
 
-    result = run_job()
+    result = run_job(settings)
 
     assert result.success
     raw = path.read_bytes()
