@@ -7,7 +7,6 @@ import sys
 import pytest
 from dagster import DagsterInstance, DagsterUnknownPartitionError
 
-from medallion_assets.definitions import defs
 from medallion_assets.partitions import InvalidPartitionKey
 from medallion_assets.resources import landing
 from medallion_assets.resources.landing import BadSourceFile, LandingDirectory, MissingSourceFile
@@ -18,7 +17,7 @@ ROW = "2019-10-01 00:00:00 UTC,view,1,2053013555631882655,,apple,1.00,5,s"
 
 def test_missing_file_names_every_path_looked_for(landing_dir):
     with pytest.raises(MissingSourceFile) as error:
-        LandingDirectory().source_file("2019-10")
+        LandingDirectory(path=str(landing_dir)).source_file("2019-10")
     message = str(error.value)
     for name in ["2019-Oct.csv", "2019-Oct.csv.gz", "2019-10.csv", "2019-10.csv.gz"]:
         assert str(landing_dir / name) in message
@@ -28,14 +27,14 @@ def test_finds_gzip_and_numeric_names(landing_dir):
     target = landing_dir / "2019-10.csv.gz"
     with gzip.open(target, "wt") as handle:
         handle.write(SOURCE_HEADER + "\n" + ROW + "\n")
-    found = LandingDirectory().source_file("2019-10")
+    found = LandingDirectory(path=str(landing_dir)).source_file("2019-10")
     assert found == target
     LandingDirectory.check_header(found)
 
 
 def test_invalid_key_is_rejected_before_any_path_is_built(landing_dir):
     with pytest.raises(ValueError, match="expected YYYY-MM"):
-        LandingDirectory().source_file("../../etc/passwd")
+        LandingDirectory(path=str(landing_dir)).source_file("../../etc/passwd")
 
 
 def test_symlink_leaving_the_landing_dir_is_refused(landing_dir, tmp_path):
@@ -43,13 +42,13 @@ def test_symlink_leaving_the_landing_dir_is_refused(landing_dir, tmp_path):
     outside.write_text(SOURCE_HEADER + "\n" + ROW + "\n")
     os.symlink(outside, landing_dir / "2019-Oct.csv")
     with pytest.raises(BadSourceFile, match="outside the landing directory"):
-        LandingDirectory().source_file("2019-10")
+        LandingDirectory(path=str(landing_dir)).source_file("2019-10")
 
 
 def test_a_directory_with_a_month_name_is_not_a_source(landing_dir):
     (landing_dir / "2019-Oct.csv").mkdir()
     with pytest.raises(MissingSourceFile):
-        LandingDirectory().source_file("2019-10")
+        LandingDirectory(path=str(landing_dir)).source_file("2019-10")
 
 
 @pytest.mark.parametrize(
@@ -116,7 +115,7 @@ def test_a_malformed_key_is_refused_before_any_file_is_touched(key, landing_dir,
     # A file a traversal would reach, were a path built from the key.
     (tmp_path / "2019-10.csv").write_text(SOURCE_HEADER + "\n" + ROW + "\n")
     with file_accesses() as accesses, pytest.raises(InvalidPartitionKey):
-        LandingDirectory().source_file(key)
+        LandingDirectory(path=str(landing_dir)).source_file(key)
     assert accesses == []
 
 
@@ -126,7 +125,7 @@ def test_a_relative_symlink_climbing_out_is_refused_without_opening_it(landing_d
     (outside / "2019-Oct.csv").write_text(SOURCE_HEADER + "\n" + ROW + "\n")
     os.symlink("../elsewhere/2019-Oct.csv", landing_dir / "2019-Oct.csv")
     with file_accesses() as accesses, pytest.raises(BadSourceFile, match="outside the landing"):
-        LandingDirectory().source_file("2019-10")
+        LandingDirectory(path=str(landing_dir)).source_file("2019-10")
     assert accesses == []
 
 
@@ -136,7 +135,7 @@ def test_a_chain_of_symlinks_ending_outside_is_refused(landing_dir, tmp_path):
     os.symlink(outside, landing_dir / ".hop")
     os.symlink(".hop", landing_dir / "2019-10.csv.gz")
     with pytest.raises(BadSourceFile, match="outside the landing"):
-        LandingDirectory().source_file("2019-10")
+        LandingDirectory(path=str(landing_dir)).source_file("2019-10")
 
 
 def test_a_symlink_to_a_file_inside_the_landing_dir_is_accepted(landing_dir):
@@ -144,19 +143,20 @@ def test_a_symlink_to_a_file_inside_the_landing_dir_is_accepted(landing_dir):
     real = landing_dir / "incoming" / "export-2019-10.csv"
     real.write_text(SOURCE_HEADER + "\n" + ROW + "\n")
     os.symlink("incoming/export-2019-10.csv", landing_dir / "2019-Oct.csv")
-    assert LandingDirectory().source_file("2019-10") == landing_dir / "2019-Oct.csv"
+    found = LandingDirectory(path=str(landing_dir)).source_file("2019-10")
+    assert found == landing_dir / "2019-Oct.csv"
 
 
-def test_a_landing_dir_reached_through_a_symlink_works(tmp_path, monkeypatch):
+def test_a_landing_dir_reached_through_a_symlink_works(tmp_path):
     real = tmp_path / "mnt" / "landing"
     real.mkdir(parents=True)
     (real / "2019-Oct.csv").write_text(SOURCE_HEADER + "\n" + ROW + "\n")
-    os.symlink(real, tmp_path / "landing")
-    monkeypatch.setenv("MEDALLION_LANDING_DIR", str(tmp_path / "landing"))
-    assert LandingDirectory().source_file("2019-10") == tmp_path / "landing" / "2019-Oct.csv"
+    os.symlink(real, tmp_path / "link")
+    landing = LandingDirectory(path=str(tmp_path / "link"))
+    assert landing.source_file("2019-10") == tmp_path / "link" / "2019-Oct.csv"
 
 
-def test_dagster_refuses_a_malformed_key_before_the_run_starts(landing_dir, warehouse_dir):
+def test_dagster_refuses_a_malformed_key_before_the_run_starts(defs):
     job = defs.resolve_job_def("medallion_monthly")
     with pytest.raises(DagsterUnknownPartitionError):
         job.execute_in_process(partition_key="../2019-10", instance=DagsterInstance.ephemeral())
