@@ -1,65 +1,111 @@
-"""Retries: a transient failure heals on the next attempt, a deterministic one fails at once.
+"""Retries: a transient failure is retried after growing, jittered waits and heals; a
+deterministic one fails at once.
 
 Transient failures are injected for real, through resources the bronze asset really uses: a
-landing directory whose share is unreachable on the first attempt, and an IO manager whose
+landing directory whose share is unreachable for the first attempts, and an IO manager whose
 connection drops right after its first commit. Spark, Delta and Dagster's retry machinery run
-unchanged.
+unchanged, except for the clock of Dagster's in-process executor: its waits between attempts
+are taken on a clock the test holds (`ExecutorClock`), so that a retry's 35 s cost nothing and
+each wait is seen exactly as Dagster asked for it.
 """
 
+from __future__ import annotations
+
+import time
 from pathlib import Path
 
 import polars as pl
-from dagster import DagsterInstance, materialize
+import pytest
+from dagster import DagsterEventType, DagsterInstance, job, materialize, op
+from dagster._core.execution.plan import active as active_execution
 from deltalake import DeltaTable
 
 from medallion_assets.assets.bronze import bronze_events
-from medallion_assets.definitions import defs
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
 from medallion_assets.resources.landing import LandingDirectory
 from medallion_assets.resources.spark import SparkSessionResource
+from medallion_assets.resources.thresholds import QualityThresholds
 from medallion_assets.resources.warehouse import Warehouse
-from medallion_assets.retries import BASE_DELAY_SECONDS, MAX_RETRIES, SPARK_RETRY_POLICY
+from medallion_assets.retries import (
+    BASE_DELAY_SECONDS,
+    MAX_RETRIES,
+    SPARK_RETRY_POLICY,
+    deterministic_failure,
+)
 from medallion_assets_tests.source_lines import good_lines, retried_steps, write_source
 
 
-def _take(marker: str) -> bool:
-    """True exactly once: the first attempt finds the marker and consumes it."""
-    try:
-        Path(marker).unlink()
-    except FileNotFoundError:
+class ExecutorClock:
+    """The clock of Dagster's in-process executor (`dagster._core.execution.plan.active`, which
+    reads ``time.time()`` to know when a step waiting to retry is due and ``time.sleep()``s until
+    then): it stands still except when the executor sleeps, and records each sleep."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> ExecutorClock:
+    clock = ExecutorClock()
+    monkeypatch.setattr(active_execution, "time", clock)
+    return clock
+
+
+def _take_one(counter: str) -> bool:
+    """True while the count in the file `counter` is above zero, counting it down."""
+    path = Path(counter)
+    left = int(path.read_text())
+    if left <= 0:
         return False
+    path.write_text(str(left - 1))
     return True
 
 
-class LandingShareDownOnce(LandingDirectory):
-    """The landing directory as a network share that is unreachable on the first attempt."""
+def failures(tmp_path: Path, count: int) -> str:
+    """A counter of the failures still to inject (a file: it must outlive each attempt)."""
+    path = tmp_path / "failures-left"
+    path.write_text(str(count))
+    return str(path)
 
-    fail_marker: str
+
+class LandingShareDown(LandingDirectory):
+    """The landing directory as a network share that is unreachable for the first attempts."""
+
+    failures_left: str
 
     def source_file(self, partition_key: str) -> Path:
-        if _take(self.fail_marker):
-            raise ConnectionError("landing share unreachable (injected, first attempt only)")
+        if _take_one(self.failures_left):
+            raise ConnectionError("landing share unreachable (injected)")
         return super().source_file(partition_key)
 
 
 class StorageDropsOnceAfterCommit(SparkDeltaIOManager):
     """A warehouse whose connection drops right after the first commit of the run."""
 
-    fail_marker: str
+    failures_left: str
 
     def handle_output(self, context, obj) -> None:
         super().handle_output(context, obj)
-        if _take(self.fail_marker):
+        if _take_one(self.failures_left):
             raise ConnectionError("storage connection reset (injected, after the first commit)")
 
 
-def materialize_bronze(landing: LandingDirectory, io_manager: SparkDeltaIOManager, spark):
+def materialize_bronze(landing: LandingDirectory, io_manager: SparkDeltaIOManager):
     return materialize(
         [bronze_events],
         resources={
-            "spark": spark,
+            "spark": io_manager.spark,
             "landing": landing,
             "warehouse": io_manager.warehouse,
+            "thresholds": QualityThresholds(),
             "io_manager": io_manager,
         },
         partition_key="2019-10",
@@ -68,64 +114,95 @@ def materialize_bronze(landing: LandingDirectory, io_manager: SparkDeltaIOManage
     )
 
 
+def io_manager(warehouse_dir: Path) -> SparkDeltaIOManager:
+    return SparkDeltaIOManager(
+        spark=SparkSessionResource(), warehouse=Warehouse(root_uri=str(warehouse_dir))
+    )
+
+
 def retry_waits(result) -> list[float]:
+    """The wait before each retry, as Dagster computed it from the retry policy."""
     return [
         e.event_specific_data.seconds_to_wait
         for e in result.all_events
-        if e.event_type_value == "STEP_UP_FOR_RETRY"
+        if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY
     ]
 
 
-def test_every_spark_step_retries_three_times_with_exponential_backoff_and_jitter():
-    job = defs.resolve_job_def("medallion_monthly")
-    policies = {node.name: node.definition.retry_policy for node in job.graph.nodes}
+def attempts(result, step: str) -> int:
+    starts = (DagsterEventType.STEP_START, DagsterEventType.STEP_RESTARTED)
+    return sum(1 for e in result.all_events if e.event_type in starts and e.step_key == step)
+
+
+def jitter_bounds(retry: int) -> tuple[float, float]:
+    """Where the wait before retry number `retry` (1, 2, 3) must lie: exponential backoff from
+    the base delay, (2^n - 1) x 5 s = 5, 15, 35 s, give or take up to the base delay."""
+    centre = (2**retry - 1) * BASE_DELAY_SECONDS
+    return centre - BASE_DELAY_SECONDS, centre + BASE_DELAY_SECONDS
+
+
+def test_bronze_silver_and_gold_steps_carry_the_spark_retry_policy(defs):
+    job_def = defs.resolve_job_def("medallion_monthly")
+    policies = {node.name: node.definition.retry_policy for node in job_def.graph.nodes}
     assert len(policies) == 3  # bronze, silver, gold: one step each, checks inside
     assert set(policies.values()) == {SPARK_RETRY_POLICY}
-    assert SPARK_RETRY_POLICY.max_retries == MAX_RETRIES == 3
-    assert SPARK_RETRY_POLICY.backoff.value == "EXPONENTIAL"
-    assert SPARK_RETRY_POLICY.jitter.value == "PLUS_MINUS"
 
 
-def test_a_transient_failure_on_the_first_attempt_is_retried_and_succeeds(
-    landing_dir, warehouse_dir, tmp_path, spark
+def test_a_step_failing_three_times_is_retried_three_times_after_growing_jittered_waits(
+    landing_dir, warehouse_dir, tmp_path, clock, spark
 ):
     write_source(landing_dir, "2019-Oct.csv", good_lines(50))
-    marker = tmp_path / "fail-once"
-    marker.touch()
-    session = SparkSessionResource()
+    landing = LandingShareDown(path=str(landing_dir), failures_left=failures(tmp_path, 3))
 
-    result = materialize_bronze(
-        LandingShareDownOnce(fail_marker=str(marker)),
-        SparkDeltaIOManager(spark=session, warehouse=Warehouse()),
-        session,
-    )
+    result = materialize_bronze(landing, io_manager(warehouse_dir))
 
     assert result.success
-    assert retried_steps(result) == ["bronze_events"]
-    # First retry: 5 s base delay, plus or minus up to the base delay of jitter.
-    (wait,) = retry_waits(result)
-    assert 0 <= wait <= 2 * BASE_DELAY_SECONDS
+    assert retried_steps(result) == ["bronze_events"] * MAX_RETRIES == ["bronze_events"] * 3
+    assert attempts(result, "bronze_events") == 4
+    waits = retry_waits(result)
+    assert len(waits) == 3
+    for retry, wait in enumerate(waits, start=1):
+        low, high = jitter_bounds(retry)
+        assert low <= wait <= high, (retry, waits)
+    assert waits == sorted(waits)  # about 5, 15 and 35 s
+    # The executor waited exactly what it computed before each new attempt, and only then.
+    assert clock.sleeps == pytest.approx(waits, abs=1e-3)
     assert pl.read_delta(str(warehouse_dir / "bronze" / "events")).height == 50
-    assert DeltaTable(str(warehouse_dir / "bronze" / "events")).version() == 0
+
+
+def test_a_step_still_failing_after_its_three_retries_fails_the_run(
+    landing_dir, warehouse_dir, tmp_path, clock, spark
+):
+    write_source(landing_dir, "2019-Oct.csv", good_lines(50))
+    landing = LandingShareDown(path=str(landing_dir), failures_left=failures(tmp_path, 4))
+
+    result = materialize_bronze(landing, io_manager(warehouse_dir))
+
+    assert not result.success
+    assert attempts(result, "bronze_events") == 4  # the first and three retries, no fifth
+    assert len(retry_waits(result)) == len(clock.sleeps) == 3
+    failure = result.failure_data_for_node("bronze_events")
+    assert "landing share unreachable" in failure.error.to_string()
+    assert not (warehouse_dir / "bronze" / "events").exists()
 
 
 def test_a_retry_after_a_partial_write_replaces_the_month_rather_than_adding_to_it(
-    landing_dir, warehouse_dir, tmp_path, spark
+    landing_dir, warehouse_dir, tmp_path, clock, spark
 ):
     bad = ["2019-10-05 00:00:00 UTC,click,1,2,,a,1.00,5,s", "not a row"]
     write_source(landing_dir, "2019-Oct.csv", good_lines(50) + bad)
-    marker = tmp_path / "fail-once"
-    marker.touch()
-    session = SparkSessionResource()
-
-    result = materialize_bronze(
-        LandingDirectory(),
-        StorageDropsOnceAfterCommit(spark=session, warehouse=Warehouse(), fail_marker=str(marker)),
-        session,
+    storage = StorageDropsOnceAfterCommit(
+        spark=SparkSessionResource(),
+        warehouse=Warehouse(root_uri=str(warehouse_dir)),
+        failures_left=failures(tmp_path, 1),
     )
+
+    result = materialize_bronze(LandingDirectory(path=str(landing_dir)), storage)
 
     assert result.success
     assert retried_steps(result) == ["bronze_events"]
+    (wait,) = retry_waits(result)
+    assert jitter_bounds(1)[0] <= wait <= jitter_bounds(1)[1]
     # The first attempt committed one table, then failed; the retry wrote both tables again.
     rejected = warehouse_dir / "bronze" / "events_rejected"
     events = warehouse_dir / "bronze" / "events"
@@ -137,20 +214,44 @@ def test_a_retry_after_a_partial_write_replaces_the_month_rather_than_adding_to_
     assert pl.read_delta(str(events)).height == 50
 
 
-def test_a_missing_file_is_not_retried(landing_dir, warehouse_dir, spark):
-    session = SparkSessionResource()
-
-    result = materialize_bronze(
-        LandingDirectory(), SparkDeltaIOManager(spark=session, warehouse=Warehouse()), session
-    )
+def test_a_missing_file_fails_bronze_at_once_without_a_retry(
+    landing_dir, warehouse_dir, clock, spark
+):
+    result = materialize_bronze(LandingDirectory(path=str(landing_dir)), io_manager(warehouse_dir))
 
     assert not result.success
-    assert retried_steps(result) == []
-    starts = [
-        e for e in result.all_events if e.event_type_value in ("STEP_START", "STEP_RESTARTED")
-    ]
-    assert len(starts) == 1
+    assert retried_steps(result) == [] and clock.sleeps == []
+    assert attempts(result, "bronze_events") == 1
     assert (
         "No source file for month 2019-10"
         in result.failure_data_for_node("bronze_events").user_failure_data.description
     )
+
+
+@pytest.mark.parametrize(
+    "error, expected_attempts",
+    [
+        (ConnectionError("transient"), 1 + MAX_RETRIES),
+        (deterministic_failure("the same input fails the same way"), 1),
+    ],
+    ids=["transient", "deterministic"],
+)
+def test_the_policy_retries_any_error_but_a_deterministic_failure(
+    error, expected_attempts, clock
+):
+    """The rule itself, on an op that only raises: `deterministic_failure` overrides the policy,
+    any other error is retried up to the policy's maximum."""
+
+    @op(retry_policy=SPARK_RETRY_POLICY)
+    def always_fails():
+        raise error
+
+    @job
+    def failing():
+        always_fails()
+
+    result = failing.execute_in_process(raise_on_error=False)
+
+    assert not result.success
+    assert attempts(result, "always_fails") == expected_attempts
+    assert len(clock.sleeps) == expected_attempts - 1
