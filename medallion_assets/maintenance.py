@@ -53,7 +53,13 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import CommitProperties
 from pydantic import Field
 
-from medallion_assets.delta.commit import filesystem_for, live_files
+from medallion_assets.delta.log import (
+    filesystem_for,
+    find_tables,
+    live_file_sizes,
+    live_files,
+    open_table,
+)
 from medallion_assets.io.delta_io_manager import STAGING_DIR
 from medallion_assets.resources.warehouse import Warehouse
 
@@ -126,30 +132,6 @@ class TableMaintenance:
         }
 
 
-def find_tables(root_uri: str) -> list[str]:
-    """Paths (relative to ``root_uri``, '/'-separated) of the Delta tables under it: directories
-    holding a ``_delta_log``. Does not descend into a table, nor into ``_``/``.`` directories."""
-    fs, root = filesystem_for(root_uri)
-    if fs.get_file_info(root).type != pafs.FileType.Directory:
-        return []
-    tables: list[str] = []
-    pending = [(root, 0)]
-    while pending:
-        directory, depth = pending.pop()
-        children = fs.get_file_info(pafs.FileSelector(directory, recursive=False))
-        names = {c.base_name for c in children if c.type == pafs.FileType.Directory}
-        if "_delta_log" in names:
-            tables.append(posixpath.relpath(directory, root))
-            continue
-        if depth < MAX_TABLE_DEPTH:
-            pending += [
-                (posixpath.join(directory, name), depth + 1)
-                for name in names
-                if not name.startswith(("_", "."))
-            ]
-    return sorted(tables)
-
-
 def stale_staging_dirs(table_uri: str, older_than: dt.datetime) -> list[str]:
     """``_staging/<write id>`` directories in which nothing changed since ``older_than``.
 
@@ -176,18 +158,10 @@ def _compaction_candidates(table: DeltaTable, target_size: int) -> dict[str | No
     where at least two are, since one small file alone has nothing to merge with."""
     columns = list(table.metadata().partition_columns)
     column = columns[0] if len(columns) == 1 else None
-    actions = table.get_add_actions(flatten=True)
-    sizes = dict(
-        zip(
-            actions.column("path").to_pylist(),
-            actions.column("size_bytes").to_pylist(),
-            strict=True,
-        )
+    sizes = live_file_sizes(table)
+    small = Counter(
+        live.partition for live in live_files(table, column) if sizes[live.path] < target_size
     )
-    small: Counter[str | None] = Counter()
-    for path, part, _ in live_files(table, column):
-        if sizes.get(path, 0) < target_size:
-            small[part] += 1
     return {part: count for part, count in small.items() if count >= 2}
 
 
@@ -208,7 +182,9 @@ def maintain_table(
     """Compact, vacuum and clear stale staging directories of one table."""
     now = now or dt.datetime.now(dt.timezone.utc)
     report = TableMaintenance(table=table_uri)
-    table = DeltaTable(table_uri, storage_options=dict(config.storage_options) or None)
+    table = open_table(table_uri, config.storage_options)
+    if table is None:
+        raise FileNotFoundError(f"No Delta table at {table_uri}")
     report.live_files_before = len(live_files(table))
     properties = CommitProperties(custom_metadata=dict(custom_metadata or {}))
 
@@ -282,7 +258,7 @@ def maintain_delta_tables(
     )
     if not config.storage_options:
         config = config.model_copy(update={"storage_options": warehouse.delta_storage_options()})
-    tables = find_tables(root)
+    tables = find_tables(root, MAX_TABLE_DEPTH)
     context.log.info(f"{len(tables)} Delta table(s) under {root}: {', '.join(tables) or '-'}")
     reports: dict[str, TableMaintenance] = {}
     failures: dict[str, str] = {}

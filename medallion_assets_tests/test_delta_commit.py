@@ -1,4 +1,5 @@
-"""The Delta commit layer alone: Parquet files written with pyarrow, no Spark."""
+"""The Delta commit layer and the log it is read back from, alone: Parquet files written with
+pyarrow, no Spark."""
 
 import datetime as dt
 import json
@@ -12,12 +13,12 @@ import pytest
 from deltalake import DeltaTable
 
 from medallion_assets.delta.commit import (
+    ConcurrentWriteError,
     SchemaMismatchError,
     commit_files,
     describe_file,
-    filesystem_for,
-    live_files,
 )
+from medallion_assets.delta.log import commit_changes, filesystem_for, live_files, table_version
 
 UTC = dt.timezone.utc
 SCHEMA = pa.schema(
@@ -111,3 +112,29 @@ def test_a_different_schema_is_refused_and_the_table_is_unchanged(tmp_path):
     with pytest.raises(SchemaMismatchError, match="differs from the table's"):
         commit_files(uri, other, [], partition_by=["month"], replace_partitions=["2019-10-01"])
     assert DeltaTable(uri).version() == 0
+
+
+def test_a_commit_since_the_write_began_conflicts_only_if_it_changed_the_same_months(tmp_path):
+    uri = str(tmp_path / "t")
+    months = ["2019-10-01", "2019-11-01"]
+    files = [write_file(tmp_path / "t", m, [row(1, "1.00", "a", i)]) for i, m in enumerate(months)]
+    commit_files(uri, FULL_SCHEMA, files, partition_by=["month"], replace_partitions=months)
+    started_from = table_version(uri)
+    # After a write began from `started_from`, another writer replaces November.
+    november = write_file(tmp_path / "t", "2019-11-01", [row(2, "2.00", "b", 5)])
+    commit_files(uri, FULL_SCHEMA, [november], partition_by=["month"],
+                 replace_partitions=["2019-11-01"], custom_metadata={"dagster_run_id": "other"})
+    changes = commit_changes(uri, started_from + 1, "month")
+    assert changes.partitions == {"2019-11-01"} and changes.info["dagster_run_id"] == "other"
+
+    # A write of October that began before it still commits, on top of it ...
+    october = write_file(tmp_path / "t", "2019-10-01", [row(3, "3.00", "c", 7)])
+    assert commit_files(uri, FULL_SCHEMA, [october], partition_by=["month"],
+                        replace_partitions=["2019-10-01"], read_version=started_from) == 2
+    # ... a write of November that began before it does not, and the table keeps its data.
+    late = write_file(tmp_path / "t", "2019-11-01", [row(4, "4.00", "d", 9)])
+    with pytest.raises(ConcurrentWriteError, match="Dagster run other committed month=2019-11-01"):
+        commit_files(uri, FULL_SCHEMA, [late], partition_by=["month"],
+                     replace_partitions=["2019-11-01"], read_version=started_from)
+    assert table_version(uri) == 2
+    assert sorted(pl.read_delta(uri)["n"].to_list()) == [5, 7]

@@ -14,6 +14,7 @@ from dagster import (
     BackfillPolicy,
     DagsterInstance,
     DefaultScheduleStatus,
+    Definitions,
     asset,
     build_schedule_context,
     materialize,
@@ -25,13 +26,8 @@ from dagster._core.storage.tags import (
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from medallion_assets.definitions import defs
-from medallion_assets.delta.commit import (
-    commit_files,
-    describe_file,
-    filesystem_for,
-    table_version,
-)
+from medallion_assets.delta.commit import commit_files, describe_file
+from medallion_assets.delta.log import filesystem_for, table_version
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
 from medallion_assets.partitions import monthly_partitions
 from medallion_assets.resources.spark import SparkSessionResource
@@ -77,7 +73,7 @@ def contents(table: Path) -> pl.DataFrame:
     return frame.sort(frame.columns)
 
 
-def run_maintenance(**config):
+def run_maintenance(defs: Definitions, **config):
     job = defs.resolve_job_def("delta_maintenance")
     return job.execute_in_process(
         run_config={"ops": {"maintain_delta_tables": {"config": config}}},
@@ -91,7 +87,7 @@ def output_metadata(result) -> dict:
     return {k: v.value for k, v in event.event_specific_data.metadata.items()}
 
 
-def test_only_orphans_older_than_the_retention_are_removed(warehouse_dir):
+def test_only_orphans_older_than_the_retention_are_removed(warehouse_dir, defs):
     table = warehouse_dir / "bronze" / "events"
     commit(table, {"2019-10-01": [[1, 2]], "2019-11-01": [[3]]})
     rows = contents(table)
@@ -107,14 +103,14 @@ def test_only_orphans_older_than_the_retention_are_removed(warehouse_dir):
     write_file(fresh_staging, "2019-11-01", [96])
     version = DeltaTable(str(table)).version()
 
-    dry = run_maintenance(dry_run=True)
+    dry = run_maintenance(defs, dry_run=True)
     assert dry.success
     assert output_metadata(dry)["tables"]["bronze/events"]["files_vacuumed"] == 1
     assert output_metadata(dry)["tables"]["bronze/events"]["staging_dirs_removed"] == 1
     assert (table / old_orphan).exists() and old_staging.exists()
     assert DeltaTable(str(table)).version() == version
 
-    result = run_maintenance()  # the defaults: 168 h
+    result = run_maintenance(defs)  # the defaults: 168 h
     assert result.success
     assert not (table / old_orphan).exists() and not old_staging.exists()
     assert (table / fresh_orphan).exists() and fresh_staging.exists()
@@ -127,29 +123,29 @@ def test_only_orphans_older_than_the_retention_are_removed(warehouse_dir):
     assert observation.metadata["files_vacuumed"].value == 1
 
 
-def test_a_retention_below_seven_days_is_refused_unless_allowed(warehouse_dir):
+def test_a_retention_below_seven_days_is_refused_unless_allowed(warehouse_dir, defs):
     table = warehouse_dir / "silver" / "events"
     commit(table, {"2019-10-01": [[1]]})
     orphan = write_file(table, "2019-10-01", [99])
 
-    refused = run_maintenance(retention_hours=0)
+    refused = run_maintenance(defs, retention_hours=0)
     assert not refused.success
     error = refused.get_step_failure_events()[0].step_failure_data
     assert "Refusing a retention of 0 h" in error.error.message
     assert (table / orphan).exists()
 
-    allowed = run_maintenance(retention_hours=0, allow_short_retention=True)
+    allowed = run_maintenance(defs, retention_hours=0, allow_short_retention=True)
     assert allowed.success
     assert not (table / orphan).exists()
     assert files_on_disk(table) == live(table)
 
 
-def test_compaction_is_not_a_conflict_for_a_write_in_progress(tmp_path):
+def test_compaction_is_not_a_conflict_for_a_write_in_progress(tmp_path, defs):
     """A compaction commits no new data: a write that started before it still commits."""
     table = tmp_path / "wh" / "gold" / "t"
     commit(table, {"2019-10-01": [[1], [2], [3]], "2019-11-01": [[4]]})
     started_from = table_version(str(table))
-    result = run_maintenance(warehouse_dir=str(tmp_path / "wh"))
+    result = run_maintenance(defs, warehouse_dir=str(tmp_path / "wh"))
     assert result.success
     assert output_metadata(result)["tables"]["gold/t"]["files_compacted"] == 3
     assert DeltaTable(str(table)).version() == started_from + 1
@@ -178,7 +174,7 @@ def copied(scattered):
     return scattered
 
 
-def test_compaction_leaves_fewer_files_and_the_same_rows_for_every_reader(tmp_path, spark):
+def test_compaction_leaves_fewer_files_and_the_same_rows_for_every_reader(tmp_path, spark, defs):
     warehouse = tmp_path / "wh"
     session = SparkSessionResource()
     store = Warehouse(root_uri=str(warehouse))
@@ -197,7 +193,7 @@ def test_compaction_leaves_fewer_files_and_the_same_rows_for_every_reader(tmp_pa
     assert len(files_before) == 12
 
     result = run_maintenance(
-        warehouse_dir=str(warehouse), retention_hours=0, allow_short_retention=True
+        defs, warehouse_dir=str(warehouse), retention_hours=0, allow_short_retention=True
     )
     assert result.success
     report = output_metadata(result)["tables"]["test/scattered"]
@@ -216,7 +212,7 @@ def test_compaction_leaves_fewer_files_and_the_same_rows_for_every_reader(tmp_pa
     assert contents(warehouse / "test" / "copied").equals(before)
 
 
-def test_the_schedule_is_weekly_stopped_by_default_and_runs_the_job():
+def test_the_schedule_is_weekly_stopped_by_default_and_runs_the_job(defs):
     schedule = defs.resolve_schedule_def("delta_maintenance_schedule")
     assert schedule.job_name == "delta_maintenance"
     assert schedule.default_status == DefaultScheduleStatus.STOPPED

@@ -33,7 +33,8 @@ def test_the_fingerprint_is_of_the_file_names_whatever_their_directory_or_order(
     uris = [f"file:///warehouse/silver/events/{p}" for p in reversed(OCT)]
     assert files_fingerprint(uris) == files_fingerprint(OCT)
     assert files_fingerprint(OCT[:1]) != files_fingerprint(OCT)
-    assert files_by_month([*uris, "file:///elsewhere/x.parquet"], "month") == {"2019-10": uris}
+    outside = ["file:///elsewhere/x.parquet", "month=__HIVE_DEFAULT_PARTITION__/y.parquet"]
+    assert files_by_month([*uris, *outside], "month") == {"2019-10": uris}
 
 
 def test_each_month_gets_the_newest_summary_that_covers_the_files_read(tmp_path):

@@ -5,7 +5,9 @@ import pytest
 from medallion_assets.partitions import (
     InvalidPartitionKey,
     candidate_file_names,
+    key_of_month_value,
     month_start,
+    month_value,
     monthly_partitions,
     partition_key_from_file_name,
 )
@@ -31,6 +33,16 @@ def test_months_before_the_first_partition_are_rejected():
 
 def test_month_start_is_the_first_day():
     assert month_start("2019-11") == dt.date(2019, 11, 1)
+
+
+def test_a_key_and_the_tables_month_value_convert_both_ways():
+    assert month_value("2019-11") == "2019-11-01"
+    assert key_of_month_value("2019-11-01") == "2019-11"
+    assert key_of_month_value(dt.date(2020, 1, 1)) == "2020-01"
+    for key in monthly_partitions.get_partition_keys(current_time=dt.datetime(2021, 3, 1)):
+        assert key_of_month_value(month_value(key)) == key
+    with pytest.raises(InvalidPartitionKey, match="expected YYYY-MM"):
+        month_value("2019-11-01")
 
 
 @pytest.mark.parametrize(

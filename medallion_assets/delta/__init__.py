@@ -1,2 +1,2 @@
-"""Storage: the Delta log and commits of the warehouse tables, through delta-rs (no Dagster, no
-Spark)."""
+"""Storage: the Delta log (`log`, the only reader of it) and commits (`commit`) of the warehouse
+tables, through delta-rs and pyarrow (no Spark, no Dagster API)."""

@@ -15,9 +15,10 @@ scope a partition overwrite made with ``create_write_transaction`` to its partit
 writer of another month whenever the winner replaced files ("a concurrent transaction deleted data
 this operation read"), yet lets two first writers of the same month both commit, which doubles
 that month. So each attempt commits with delta-rs retries off; when another writer took the next
-version, the commits made since the write started are read from the log: if none added or removed
-rows of this write's partitions the commit is retried on the new snapshot, otherwise the write
-fails with `ConcurrentWriteError` and the other writer's data stays as committed.
+version, the commits made since the write started are read from the log
+(`medallion_assets.delta.log.commit_changes`): if none added or removed rows of this write's
+partitions the commit is retried on the new snapshot, otherwise the write fails with
+`ConcurrentWriteError` and the other writer's data stays as committed.
 """
 
 from __future__ import annotations
@@ -29,23 +30,33 @@ import math
 import posixpath
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+
+from medallion_assets.delta.log import (
+    ANY_PARTITION,
+    NO_TABLE,
+    commit_changes,
+    open_table,
+    table_arrow_schema,
+    table_version,
+)
+
+# Not a part of committing: still importable from here only for the checks' tests, which predate
+# `medallion_assets.delta.log`.
+from medallion_assets.delta.log import filesystem_for as filesystem_for
+from medallion_assets.delta.log import live_files as live_files
 
 # Delta's convention (and Spark's): string statistics are prefixes of at most 32 characters. Rather
 # than truncate a max (which would then be below real values), longer strings get no min/max.
 _MAX_STAT_STRING = 32
-
-# The version a write "started from" when the table did not exist yet.
-NO_TABLE = -1
 
 
 class SchemaMismatchError(ValueError):
@@ -78,13 +89,6 @@ class DataFile:
             data_change=True,
             stats=json.dumps(self.stats, separators=(",", ":")),
         )
-
-
-def filesystem_for(table_uri: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the table's path on it (local paths, file://, s3://, gs://, ...)."""
-    if "://" not in table_uri:
-        return pafs.LocalFileSystem(), table_uri
-    return pafs.FileSystem.from_uri(table_uri)
 
 
 def _stat_value(value: object, *, is_max: bool) -> object | None:
@@ -184,53 +188,6 @@ def nullable(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in schema])
 
 
-def open_table(
-    table_uri: str, storage_options: Mapping[str, str] | None = None
-) -> DeltaTable | None:
-    try:
-        return DeltaTable(table_uri, storage_options=dict(storage_options or {}))
-    except TableNotFoundError:
-        return None
-
-
-def table_version(table_uri: str, storage_options: Mapping[str, str] | None = None) -> int:
-    """The table's current version, `NO_TABLE` when there is none. A writer records it before it
-    starts writing so that its commit can tell what other writers committed meanwhile."""
-    table = open_table(table_uri, storage_options)
-    return NO_TABLE if table is None else table.version()
-
-
-def table_arrow_schema(table: DeltaTable) -> pa.Schema:
-    return pa.schema(table.schema().to_arrow())
-
-
-def _log_actions(fs: pafs.FileSystem, table_path: str, version: int) -> list[dict]:
-    """The actions of one commit, read from its JSON file in ``_delta_log``."""
-    path = posixpath.join(table_path, "_delta_log", f"{version:020d}.json")
-    with fs.open_input_stream(path) as handle:
-        text = handle.read().decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-_ANY_PARTITION = "*"
-
-
-def _touched_partition(action: Mapping[str, object], partition_column: str | None) -> str:
-    """The partition value whose rows an add/remove action changes (`_ANY_PARTITION` for a
-    whole-table write or when it cannot be told, which then counts as touching every one)."""
-    if partition_column is None:
-        return _ANY_PARTITION
-    values = action.get("partitionValues")
-    if isinstance(values, Mapping) and partition_column in values:
-        value = values[partition_column]
-        return "<null>" if value is None else str(value)
-    prefix = f"{partition_column}="
-    for part in str(action.get("path", "")).split("/")[:-1]:
-        if part.startswith(prefix):
-            return part[len(prefix):]
-    return _ANY_PARTITION
-
-
 def check_no_conflicting_commits(
     table_uri: str,
     started_from: int,
@@ -244,38 +201,30 @@ def check_no_conflicting_commits(
     Commits that change no data (compaction, vacuum) do not conflict: an overwrite replaces
     whatever files hold its partitions when it commits.
     """
-    fs, table_path = filesystem_for(table_uri)
     wanted = set(partitions) if partitions is not None else None
     for version in range(started_from + 1, current + 1):
         try:
-            actions = _log_actions(fs, table_path, version)
-        except (FileNotFoundError, OSError) as error:
+            changes = commit_changes(table_uri, version, partition_column)
+        except OSError as error:
             raise ConcurrentWriteError(
                 f"{table_uri}: cannot read commit {version} made while this write was in "
                 f"progress, so cannot tell whether it touched the same data ({error}). Nothing of "
                 "this write was committed; run it again."
             ) from error
-        info: Mapping[str, object] = {}
-        touched: set[str] = set()
-        for action in actions:
-            if "commitInfo" in action:
-                info = action["commitInfo"]
-            for kind in ("add", "remove"):
-                body = action.get(kind)
-                if isinstance(body, Mapping) and body.get("dataChange", True):
-                    touched.add(_touched_partition(body, partition_column))
+        touched = changes.partitions
         if not touched:
             continue
         if wanted is None:
             what = "rows of the table"
-        elif _ANY_PARTITION in touched:
+        elif ANY_PARTITION in touched:
             what = f"rows it cannot place in a {partition_column} (so possibly of this write's)"
         elif touched & wanted:
             what = ", ".join(f"{partition_column}={v}" for v in sorted(touched & wanted))
         else:
             continue
-        who = info.get("dagster_run_id")
-        by = f"Dagster run {who}" if who else f"a {info.get('operation', 'write')} operation"
+        who = changes.info.get("dagster_run_id")
+        operation = changes.info.get("operation", "write")
+        by = f"Dagster run {who}" if who else f"a {operation} operation"
         raise ConcurrentWriteError(
             f"{table_uri}: {by} committed {what} as version {version} while this write of the "
             f"same data was in progress (it started from version {started_from}). Nothing of "
@@ -385,26 +334,3 @@ def commit_files(
         "kept committing first. Nothing of this write was committed; run it again."
     )
 
-
-def live_files(
-    table: DeltaTable, partition_column: str | None = None, values: Iterable[str] | None = None
-) -> list[tuple[str, str | None, int]]:
-    """(relative path, partition value, numRecords) of the snapshot's files, optionally only those
-    whose partition value is in ``values``. Reads the log, never the data."""
-    actions = pa.table(table.get_add_actions(flatten=True))
-    wanted = set(values) if values is not None else None
-    paths = actions.column("path").to_pylist()
-    records = (
-        actions.column("num_records").to_pylist()
-        if "num_records" in actions.column_names
-        else [None] * len(paths)
-    )
-    if partition_column is None:
-        return [(p, None, r) for p, r in zip(paths, records, strict=True)]
-    parts = actions.column(f"partition.{partition_column}").to_pylist()
-    out = []
-    for path, part, rec in zip(paths, parts, records, strict=True):
-        part_str = part.isoformat() if isinstance(part, dt.date) else part
-        if wanted is None or part_str in wanted:
-            out.append((path, part_str, rec))
-    return out

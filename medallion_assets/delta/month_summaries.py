@@ -26,6 +26,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from deltalake import DeltaTable
 
+from medallion_assets.delta.log import commit_infos
+from medallion_assets.partitions import key_of_month_value
+
 MONTH_SUMMARIES = "medallion_month_summaries"
 FILES = "files"
 
@@ -57,13 +60,18 @@ def encode(
 
 def files_by_month(paths: Iterable[str], partition_column: str) -> dict[str, list[str]]:
     """Paths (relative or URIs) grouped by month key, from their ``<column>=YYYY-MM-DD``
-    directory; paths outside such a directory are left out."""
+    directory; paths outside such a directory, or in one that names no date, are left out."""
     grouped: dict[str, list[str]] = defaultdict(list)
     prefix = f"{partition_column}="
     for path in paths:
         directory = posixpath.basename(posixpath.dirname(path))
-        if directory.startswith(prefix):
-            grouped[directory[len(prefix) : len(prefix) + 7]].append(path)
+        if not directory.startswith(prefix):
+            continue
+        try:
+            month = key_of_month_value(directory[len(prefix) :])
+        except ValueError:
+            continue
+        grouped[month].append(path)
     return dict(grouped)
 
 
@@ -78,7 +86,7 @@ def recorded(
     if table is None:
         return found
     remaining = set(months)
-    for commit in table.history():  # newest first
+    for commit in commit_infos(table):  # newest first
         raw = commit.get(MONTH_SUMMARIES)
         if not raw:
             continue

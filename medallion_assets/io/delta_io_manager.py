@@ -63,23 +63,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from medallion_assets.delta.commit import (
-    DataFile,
-    commit_files,
-    describe_file,
-    filesystem_for,
-    live_files,
-    table_version,
-)
+from medallion_assets.delta.commit import DataFile, commit_files, describe_file
+from medallion_assets.delta.log import filesystem_for, live_files, table_version
 from medallion_assets.delta.month_summaries import MONTH_SUMMARIES, encode, files_by_month
 from medallion_assets.io.balanced_splits import balanced_splits
+from medallion_assets.partitions import month_value
 from medallion_assets.resources.spark import SparkSessionResource
-from medallion_assets.resources.warehouse import (
-    MissingUpstreamData,
-    Warehouse,
-    month_value,
-    spark_path,
-)
+from medallion_assets.resources.warehouse import MissingUpstreamData, Warehouse, spark_path
 from medallion_assets.schema import MONTH_COLUMN, table_schema_metadata
 
 STAGING_DIR = "_staging"

@@ -5,9 +5,10 @@ the maintenance job and the report all resolve the same root the same way. Its s
 are dagster-deltalake's configuration types (`LocalConfig`, `S3Config`, `AzureConfig`,
 `GcsConfig`), reused as they are.
 
-Per-month facts come from the Delta log alone: each file's add action carries its partition value
-and, written at commit from the Parquet footer, its row count and per-column null counts. Counting
-a month's rows or nulls therefore reads a few kilobytes of JSON, never a data file.
+Per-month facts come from the Delta log alone (`medallion_assets.delta.log`): each file's add
+action carries its partition value and, written at commit from the Parquet footer, its row count
+and per-column statistics. Counting a month's rows or nulls therefore reads a few kilobytes of
+JSON, never a data file; the resource only resolves the table and asks the log module.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Sequence
 
-import pyarrow as pa
 from dagster import ConfigurableResource
 from dagster_deltalake.config import AzureConfig, GcsConfig, LocalConfig, S3Config
 from deltalake import DeltaTable
@@ -28,8 +28,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from medallion_assets.delta import month_summaries
-from medallion_assets.delta.commit import live_files, open_table, table_arrow_schema
+from medallion_assets.delta import log, month_summaries
+from medallion_assets.partitions import key_of_month_value, month_value
 from medallion_assets.schema import MONTH_COLUMN
 from medallion_assets.settings import Settings
 
@@ -52,11 +52,6 @@ def warehouse_uri(configured: str | None = None) -> str:
     if "://" in raw:
         return raw.rstrip("/")
     return os.path.abspath(os.path.expanduser(raw))
-
-
-def month_value(key: str) -> str:
-    """The ``month`` partition value (``YYYY-MM-01``) of a partition key (``YYYY-MM``)."""
-    return f"{key}-01"
 
 
 class Warehouse(ConfigurableResource):
@@ -85,93 +80,34 @@ class Warehouse(ConfigurableResource):
 
     def open_table(self, asset_path: Sequence[str]) -> DeltaTable | None:
         """The table's current snapshot, or None when it has never been written."""
-        return open_table(self.table_uri(asset_path), self.delta_storage_options())
+        return log.open_table(self.table_uri(asset_path), self.delta_storage_options())
 
-    # -- facts from the log ----------------------------------------------------------------------
+    # -- facts from the log (see `medallion_assets.delta.log`) ---------------------------------
     def month_row_counts(self, asset_path: Sequence[str], months: Sequence[str]) -> dict[str, int]:
         """Rows per month key (``YYYY-MM``), from each file's numRecords in the log. A month
         without files, or a table that does not exist yet, counts 0."""
-        counts = dict.fromkeys(months, 0)
-        table = self.open_table(asset_path)
-        if table is None:
-            return counts
-        wanted = {month_value(m): m for m in months}
-        for _, part, records in live_files(table, MONTH_COLUMN, wanted):
-            counts[wanted[part]] += records or 0
-        return counts
+        return log.month_row_counts(
+            self.open_table(asset_path), months, partition_column=MONTH_COLUMN
+        )
 
     def month_null_counts(
         self, asset_path: Sequence[str], column: str, months: Sequence[str]
     ) -> dict[str, int | None]:
         """Nulls of ``column`` per month key, summed from the files' nullCount statistics in the
         log; None for a month with a file whose statistics do not say."""
-        counts: dict[str, int | None] = dict.fromkeys(months, 0)
-        table = self.open_table(asset_path)
-        if table is None:
-            return counts
-        wanted = {month_value(m): m for m in months}
-        actions = pa.table(table.get_add_actions(flatten=True))
-        stat = f"null_count.{column}"
-        parts = actions.column(f"partition.{MONTH_COLUMN}").to_pylist()
-        records = actions.column("num_records").to_pylist()
-        if stat in actions.column_names:
-            nulls = actions.column(stat).to_pylist()
-        else:
-            nulls = [None] * len(parts)
-        for part, rows, count in zip(parts, records, nulls, strict=True):
-            part = part.isoformat() if isinstance(part, dt.date) else part
-            if part not in wanted:
-                continue
-            key = wanted[part]
-            if rows == 0:
-                # A zero-row file (a month written empty) has no column statistics, and no nulls.
-                continue
-            if count is None or counts[key] is None:
-                counts[key] = None
-            else:
-                counts[key] += count
-        return counts
+        return log.month_null_counts(
+            self.open_table(asset_path), column, months, partition_column=MONTH_COLUMN
+        )
 
     def month_constants(
         self, asset_path: Sequence[str], columns: Sequence[str], months: Sequence[str]
     ) -> dict[str, dict[str, object]] | None:
-        """For each month key, the one value each of ``columns`` holds in every row, read from the
-        files' min/max/null statistics in the log; None unless every such column is provably
-        constant (same min and max in every file, no null) in every month that has rows.
-
-        A month without rows maps its columns to None. The log keeps timestamps to the
-        millisecond and rounds a maximum up, so a value it cannot hold exactly is never constant.
-        """
-        table = self.open_table(asset_path)
-        if table is None:
-            return None
-        actions = pa.table(table.get_add_actions(flatten=True))
-        names = actions.column_names
-        wanted = {month_value(m): m for m in months}
-        found: dict[str, dict[str, set]] = {m: {c: set() for c in columns} for m in months}
-        parts = actions.column(f"partition.{MONTH_COLUMN}").to_pylist()
-        records = actions.column("num_records").to_pylist()
-        for column in columns:
-            if any(f"{kind}.{column}" not in names for kind in ("min", "max", "null_count")):
-                return None
-            lows = actions.column(f"min.{column}").to_pylist()
-            highs = actions.column(f"max.{column}").to_pylist()
-            nulls = actions.column(f"null_count.{column}").to_pylist()
-            for part, rows, low, high, null in zip(
-                parts, records, lows, highs, nulls, strict=True
-            ):
-                part = part.isoformat() if isinstance(part, dt.date) else part
-                if part not in wanted or not rows:
-                    continue
-                if low is None or low != high or null:
-                    return None
-                found[wanted[part]][column].add(low)
-        constants: dict[str, dict[str, object]] = {}
-        for month, values in found.items():
-            if any(len(v) > 1 for v in values.values()):
-                return None
-            constants[month] = {c: next(iter(v), None) for c, v in values.items()}
-        return constants
+        """For each month key, the one value each of ``columns`` holds in every row, from the
+        files' statistics in the log; None unless each is provably constant in every month with
+        rows (`medallion_assets.delta.log.month_constants`)."""
+        return log.month_constants(
+            self.open_table(asset_path), columns, months, partition_column=MONTH_COLUMN
+        )
 
     def recorded_month_summaries(
         self, asset_path: Sequence[str], months: Sequence[str], read_files: Sequence[str]
@@ -209,18 +145,18 @@ class Warehouse(ConfigurableResource):
             raise MissingUpstreamData(
                 f"{name} has no Delta table at {table_uri}: materialize it first."
             )
-        full_schema = from_arrow_schema(table_arrow_schema(table), prefer_timestamp_ntz=False)
+        full_schema = from_arrow_schema(log.table_arrow_schema(table), prefer_timestamp_ntz=False)
         partition_columns = list(table.metadata().partition_columns)
         partition_column = partition_columns[0] if partition_columns else None
         wanted = [month_value(m) for m in months] if months is not None else None
         if partition_column is None:
             wanted = None
-        files = live_files(table, partition_column, wanted)
+        files = log.live_files(table, partition_column, wanted)
         if wanted is not None:
             missing = sorted(set(wanted) - {part for _, part, _ in files})
             if missing:
                 raise MissingUpstreamData(
-                    f"{name} has no data for {', '.join(m[:7] for m in missing)} (table "
+                    f"{name} has no data for {', '.join(map(key_of_month_value, missing))} (table "
                     f"{table_uri}, version {table.version()}): materialize those months first."
                 )
         names = list(columns) if columns is not None else full_schema.names
