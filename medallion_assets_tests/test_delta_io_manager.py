@@ -6,8 +6,17 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from dagster import AssetIn, BackfillPolicy, DagsterInstance, asset, materialize
+from dagster import (
+    AssetIn,
+    BackfillPolicy,
+    DagsterInstance,
+    PartitionKeyRange,
+    asset,
+    build_output_context,
+    materialize,
+)
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -16,13 +25,16 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from medallion_assets.io.balanced_splits import MAX_PARTITION_BYTES_CONF
 from medallion_assets.io.delta_io_manager import (
+    CONCURRENT_WRITERS_CONF,
+    TIMESTAMP_TYPE_CONF,
     Described,
     MissingUpstreamData,
     NoRows,
     SparkDeltaIOManager,
 )
-from medallion_assets.partitions import monthly_partitions
+from medallion_assets.partitions import month_start, monthly_partitions
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.warehouse import Warehouse
 
@@ -46,7 +58,7 @@ def numbers(context, spark: SparkSessionResource):
 def numbers_frame(context, spark: SparkSessionResource):
     rows = []
     for key in context.partition_keys:
-        month = dt.date.fromisoformat(key + "-01")
+        month = month_start(key)
         rows += [
             (value, month, dt.datetime(month.year, month.month, 2, tzinfo=dt.timezone.utc))
             for value in VALUES[key]
@@ -346,3 +358,56 @@ def test_a_month_written_empty_replaces_its_rows_and_reads_as_empty(tmp_path, re
     metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
     assert metadata["rows_per_month"].value == {"2019-10": 0}
     assert metadata["dagster/partition_row_count"].value == 0
+
+
+WRITE_SETTINGS = (TIMESTAMP_TYPE_CONF, CONCURRENT_WRITERS_CONF, MAX_PARTITION_BYTES_CONF)
+
+
+def output_context(name: str, start: str, end: str):
+    """The context Dagster gives the IO manager for a single-run write of months start...end."""
+    return build_output_context(
+        asset_key=["test", name],
+        asset_partitions_def=monthly_partitions,
+        asset_partition_key_range=PartitionKeyRange(start, end),
+        definition_metadata={"partition_expr": "month"},
+        run_id="a-run",
+    )
+
+
+def test_a_write_leaves_the_sessions_settings_as_it_found_them(tmp_path, resources, spark):
+    # Called directly, not through a run: the Spark resource sets some of the same settings on
+    # the session when a run starts, and this is about what a write leaves behind.
+    io_manager, warehouse = resources["io_manager"], resources["warehouse"]
+    saved = {key: spark.conf.get(key, None) for key in WRITE_SETTINGS}
+    # Of the settings a write changes, one is set beforehand (its value must come back) and the
+    # others are not (they must be unset again, not left at the write's values).
+    spark.conf.set(TIMESTAMP_TYPE_CONF, "INT96")
+    for key in WRITE_SETTINGS[1:]:
+        spark.conf.unset(key)
+    try:
+        before = spark.conf.getAll
+        at = dt.datetime(2019, 10, 2, 12, 30, tzinfo=dt.timezone.utc)
+        rows = spark.createDataFrame(
+            [(1, dt.date(2019, 10, 1), at), (2, dt.date(2019, 11, 1), at)],
+            "value bigint, month date, at timestamp",
+        )
+        io_manager.handle_output(output_context("numbers", "2019-10", "2019-11"), rows)
+        after_local_rows = spark.conf.getAll
+        # A write that reads files also sets how they are split (`balanced_splits`).
+        read = warehouse.read_months(spark, ["test", "numbers"], ["2019-10", "2019-11"])
+        doubled = read.withColumn("value", F.col("value") * 2)
+        io_manager.handle_output(output_context("doubled", "2019-10", "2019-11"), doubled)
+        after_files = spark.conf.getAll
+    finally:
+        for key, value in saved.items():
+            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+    assert before[TIMESTAMP_TYPE_CONF] == "INT96"
+    assert not set(WRITE_SETTINGS[1:]) & set(before)
+    assert after_local_rows == before
+    assert after_files == before
+    # The writes themselves ran with their own settings: microsecond timestamps, not INT96.
+    for name in ("numbers", "doubled"):
+        paths = DeltaTable(str(table_dir(tmp_path, name))).file_uris()
+        assert len(paths) == 2
+        for path in paths:
+            assert pq.read_schema(path).field("at").type == pa.timestamp("us", tz="UTC")

@@ -29,6 +29,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 
+from medallion_assets.io.session_settings import session_settings
+
 MAX_PARTITION_BYTES_CONF = "spark.sql.files.maxPartitionBytes"
 
 
@@ -88,12 +90,6 @@ def balanced_splits(frame: DataFrame) -> Iterator[None]:
         return
     conf = session._jsparkSession.sessionState().conf()  # type: ignore[attr-defined]
     largest, open_cost = int(conf.filesMaxPartitionBytes()), int(conf.filesOpenCostInBytes())
-    previous = session.conf.get(MAX_PARTITION_BYTES_CONF, None)
-    session.conf.set(MAX_PARTITION_BYTES_CONF, str(split_bytes(sizes, cores, largest, open_cost)))
-    try:
+    split = split_bytes(sizes, cores, largest, open_cost)
+    with session_settings(session, {MAX_PARTITION_BYTES_CONF: str(split)}):
         yield
-    finally:
-        if previous is None:
-            session.conf.unset(MAX_PARTITION_BYTES_CONF)
-        else:
-            session.conf.set(MAX_PARTITION_BYTES_CONF, previous)

@@ -13,40 +13,28 @@ held by the `Warehouse` resource) and conventions — a table per asset at
 ``<root_uri>/<key prefix>/<name>``, the partition column named by the ``partition_expr``
 metadata entry.
 
-How a write works (see `medallion_assets.delta.commit`):
-
-1. Spark executors write Parquet files (INT64 microsecond timestamps) into a staging directory
-   private to this write, ``<table>/_staging/<write id>/month=YYYY-MM-DD/``. A private staging
-   directory keeps concurrent writers of the same table from sharing Spark's ``_temporary``.
-   A run of one month writes its rows straight into ``month=YYYY-MM-DD/``, unpartitioned, each
-   row checked to belong to that month (`_one_month`). A backfill's write is partitioned by
-   month: each task streams its rows to one open file of their month instead of sorting them by
-   month first, and only a task that meets a second month sorts the rest. The files the write
-   reads are cut into equal tasks, a whole number per core (`io.balanced_splits`).
-2. The driver moves each file to ``<table>/month=YYYY-MM-DD/`` (Delta's Hive-style layout; the
-   file names carry Spark's per-job UUID, so they never collide), reads its Parquet footer for
-   size, row count and column statistics, and commits ONE Delta transaction that replaces exactly
-   the months of the run's partition time window — one month, or every month of a single-run
-   backfill — and nothing else.
-3. If anything fails before the commit, the files this write created are deleted and the table
-   stays at its previous version. A process killed mid-write leaves only unreferenced files,
-   invisible to every reader and removed by the ``delta_maintenance`` job.
-4. Runs writing other months of the same table at the same time all commit; a run that commits
-   the same months first makes this write fail with `ConcurrentWriteError` (nothing of it
-   committed) rather than mix the two (see `delta_commit.commit_files`).
+A write (`SparkDeltaIOManager.handle_output`, whose docstring gives its steps) has Spark
+executors write Parquet files into a staging directory private to the write, moves them into the
+table's Hive-style layout (``<table>/month=YYYY-MM-DD/``) and commits them as ONE Delta
+transaction (`medallion_assets.delta.commit`) that replaces exactly the months of the run's
+partition time window — one month, or every month of a single-run backfill — and nothing else.
+Until that commit no reader sees any of it: a failed write deletes what it created, and a process
+killed mid-write leaves only unreferenced files, removed by the ``delta_maintenance`` job. Runs
+writing other months of the same table at the same time all commit; a run that commits the same
+months first makes this write fail with `ConcurrentWriteError` (nothing of it committed) rather
+than mix the two (`medallion_assets.delta.commit.commit_files`).
 
 Reads go through the Delta snapshot (`Warehouse.read_months`): only the files of the requested
 months are handed to Spark, which reads them in parallel; ``month`` comes back as a DATE from the
 log's partition values.
 """
 
-
 import contextlib
 import posixpath
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -63,17 +51,31 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from medallion_assets.delta import log
 from medallion_assets.delta.commit import DataFile, commit_files, describe_file
-from medallion_assets.delta.log import filesystem_for, live_files, table_version
 from medallion_assets.delta.month_summaries import MONTH_SUMMARIES, encode, files_by_month
 from medallion_assets.io.balanced_splits import balanced_splits
-from medallion_assets.partitions import month_value
+from medallion_assets.io.session_settings import session_settings
+from medallion_assets.partitions import key_of_month_value, month_value
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.warehouse import MissingUpstreamData, Warehouse, spark_path
 from medallion_assets.schema import MONTH_COLUMN, table_schema_metadata
 
 STAGING_DIR = "_staging"
 CONCURRENT_WRITERS_CONF = "spark.sql.maxConcurrentOutputFileWriters"
+TIMESTAMP_TYPE_CONF = "spark.sql.parquet.outputTimestampType"
+# The session settings of a Spark write, set for the write only (`session_settings`).
+WRITE_SETTINGS = {
+    # Timestamps as INT64 microseconds, the table schema's type, rather than Spark's default
+    # INT96: a legacy encoding for which Parquet keeps no min/max, so the log would get none.
+    TIMESTAMP_TYPE_CONF: "TIMESTAMP_MICROS",
+    # Each task keeps one month's file open instead of Spark first sorting all its rows by month
+    # (which a partitioned write otherwise plans unless the month is a literal): a write of one
+    # month then streams straight to Parquet. A task that meets a second month sorts the rest of
+    # its rows, so a backfill still keeps at most one open file per task. Silver's write of a
+    # 5M-row month: 19.7 s sorted vs 18.7 s (4 rounds alternated in one session).
+    CONCURRENT_WRITERS_CONF: "1",
+}
 
 __all__ = [
     "STAGING_DIR",
@@ -129,6 +131,167 @@ class Described:
     describe: Callable[[DataFrame], Mapping[str, object]]
 
 
+
+
+@dataclass(frozen=True)
+class _Output:
+    """What an asset returned, taken apart: the rows to write and what to do around the write."""
+
+    rows: DataFrame | NoRows
+    summaries: Callable[[], Mapping[str, Mapping[str, object]] | None] | None = None
+    describe: Callable[[DataFrame], Mapping[str, object]] | None = None
+
+    @classmethod
+    def of(cls, context: OutputContext, obj: object) -> "_Output":
+        describe = summaries = None
+        if isinstance(obj, Described):
+            describe, obj = obj.describe, obj.frame
+        if isinstance(obj, Summarized):
+            summaries, obj = obj.summaries, obj.frame
+        if not isinstance(obj, DataFrame | NoRows):
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: expected a PySpark DataFrame, "
+                f"got {type(obj).__name__}"
+            )
+        return cls(obj, summaries, describe)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return to_arrow_schema(self.rows.schema, timezone="UTC")
+
+
+@dataclass
+class _Write:
+    """One write of an output into its table: where its files go, and which of them it has
+    created so far in the table's layout (``created``, deleted again if the write fails)."""
+
+    table_uri: str
+    name: str
+    storage_options: Mapping[str, str]
+    partition_column: str | None
+    # Partition keys: one month, or every month of a single-run backfill; None when unpartitioned.
+    months: list[str] | None
+    # The table's version before this write: a run that commits the same months in the meantime
+    # makes this commit fail instead of silently racing it.
+    read_version: int
+    write_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.fs, self.table_path = log.filesystem_for(self.table_uri)
+
+    @property
+    def month_values(self) -> list[str] | None:
+        return [month_value(m) for m in self.months] if self.months else None
+
+    @property
+    def staging(self) -> str:
+        return posixpath.join(self.table_path, STAGING_DIR, self.write_id)
+
+    def _place(self, relative: str) -> str:
+        """The path of a new file of the table's layout, recorded as created before it exists,
+        so that a failure half-way through writing or moving it still removes it."""
+        destination = posixpath.join(self.table_path, relative)
+        self.fs.create_dir(posixpath.dirname(destination), recursive=True)
+        self.created.append(relative)
+        return destination
+
+    def stage(self, frame: DataFrame) -> None:
+        """Spark writes ``frame`` as Parquet files into this write's staging directory."""
+        staged_uri = spark_path(posixpath.join(self.table_uri, STAGING_DIR, self.write_id))
+        values = self.month_values
+        with session_settings(frame.sparkSession, WRITE_SETTINGS), balanced_splits(frame):
+            if self.partition_column and values and len(values) == 1:
+                # One month: written straight into its directory (see `_one_month`).
+                directory = f"{self.partition_column}={values[0]}"
+                rows = _one_month(frame, self.partition_column, values[0])
+                rows.write.mode("error").parquet(posixpath.join(staged_uri, directory))
+            else:
+                writer = frame.write.mode("error")
+                if self.partition_column:
+                    writer = writer.partitionBy(self.partition_column)
+                writer.parquet(staged_uri)
+
+    def promote(self) -> list[DataFile]:
+        """Move the staged Parquet files into the table's layout and describe them."""
+        selector = pafs.FileSelector(self.staging, recursive=True)
+        staged = sorted(
+            (i for i in self.fs.get_file_info(selector)
+             if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")),
+            key=lambda i: i.path,
+        )
+        allowed = self.month_values
+        files = []
+        for info in staged:
+            relative_dir = posixpath.relpath(posixpath.dirname(info.path), self.staging)
+            partition_values: dict[str, str] = {}
+            relative = info.base_name
+            if self.partition_column:
+                prefix = f"{self.partition_column}="
+                if not relative_dir.startswith(prefix) or "/" in relative_dir:
+                    raise ValueError(f"Unexpected file {info.path} in the staged write.")
+                value = relative_dir[len(prefix):]
+                if allowed is not None and value not in allowed:
+                    raise ValueError(
+                        f"The data holds rows for {self.partition_column}={value}, outside the "
+                        f"run's partitions {allowed}; refusing to write them."
+                    )
+                partition_values[self.partition_column] = value
+                relative = f"{relative_dir}/{info.base_name}"
+            self.fs.move(info.path, self._place(relative))
+            files.append(describe_file(self.fs, self.table_path, relative, partition_values))
+        return files
+
+    def mark_empty_months(self, arrow_schema: pa.Schema, files: list[DataFile]) -> list[DataFile]:
+        """A zero-row Parquet file for each month of the run that got no rows.
+
+        Spark writes no file for a partition without rows, which would leave "written, and empty"
+        (a month without rejected lines, a month without purchases) indistinguishable in the log
+        from "never written" — and a downstream run would refuse to read it. One empty file per
+        such month, committed with the others, records that the month was written.
+        """
+        column = self.partition_column
+        if not column or not self.months:
+            return []
+        written = {f.partition_values.get(column) for f in files}
+        file_schema = pa.schema([f for f in arrow_schema if f.name != column])
+        marked = []
+        for value in self.month_values:
+            if value in written:
+                continue
+            relative = f"{column}={value}/part-00000-{self.write_id}-empty.parquet"
+            with self.fs.open_output_stream(self._place(relative)) as sink:
+                pq.write_table(file_schema.empty_table(), sink)
+            marked.append(describe_file(self.fs, self.table_path, relative, {column: value}))
+        return marked
+
+    def commit(
+        self, arrow_schema: pa.Schema, files: Sequence[DataFile], metadata: Mapping[str, str]
+    ) -> int:
+        """Commit ``files`` as one transaction replacing the run's months; the new version."""
+        return commit_files(
+            self.table_uri,
+            arrow_schema,
+            files,
+            partition_by=[self.partition_column] if self.partition_column else [],
+            replace_partitions=self.month_values,
+            custom_metadata=metadata,
+            storage_options=self.storage_options,
+            name=self.name,
+            read_version=self.read_version,
+        )
+
+    def discard(self) -> None:
+        """Delete the files this write created in the table's layout (none is committed)."""
+        for relative in self.created:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(posixpath.join(self.table_path, relative))
+
+    def clear_staging(self) -> None:
+        with contextlib.suppress(OSError):
+            self.fs.delete_dir(self.staging)
+
+
 class SparkDeltaIOManager(ConfigurableIOManager):
     """Writes each asset's PySpark DataFrame to its own Delta table, replacing exactly the months
     of the run; loads the requested months of an upstream table as a PySpark DataFrame."""
@@ -147,205 +310,102 @@ class SparkDeltaIOManager(ConfigurableIOManager):
     def handle_output(
         self, context: OutputContext, obj: DataFrame | NoRows | Summarized | Described | None
     ) -> None:
+        """Write ``obj`` as the run's months of the asset's table, in one Delta commit.
+
+        1. Stage: Spark executors write the rows as Parquet (INT64 microsecond timestamps) into a
+           directory private to this write, ``<table>/_staging/<write id>/``, so that concurrent
+           writers of the table never share Spark's ``_temporary``. A run of one month writes its
+           rows straight into ``month=YYYY-MM-DD/``, unpartitioned, each row checked to belong to
+           that month (`_one_month`); a backfill's write is partitioned by month. The files the
+           write reads are cut into equal tasks, a whole number per core (`balanced_splits`).
+           The session settings this needs are set for the write only (`session_settings`).
+        2. Promote: each file moves into ``<table>/month=YYYY-MM-DD/`` (Delta's Hive-style layout;
+           the file names carry Spark's per-job UUID, so they never collide), and its Parquet
+           footer gives the log its size, row count and column statistics. A file of a month
+           outside the run fails the write.
+        3. Mark empty months: a month of the run without rows gets one zero-row file, so that the
+           log tells "written, and empty" from "never written" (`_Write.mark_empty_months`).
+        4. Summarise: totals the output computed while being written (`Summarized`) go into the
+           commit, for readers to check their own results against.
+        5. Commit: ONE transaction replaces exactly the run's months — one month, or every month
+           of a single-run backfill — and nothing else. A run that committed the same months since
+           this write began makes it fail with `ConcurrentWriteError` instead of mixing the two.
+        6. Describe: the materialization's metadata, from the log (row counts, version, files)
+           and, for a `Described` output, from the run's months read back as written.
+
+        If anything fails before the commit, the files this write created are deleted and the
+        table stays at its previous version; the staging directory goes in any case.
+        """
         if obj is None:
             return
-        describe = None
-        if isinstance(obj, Described):
-            describe, obj = obj.describe, obj.frame
-        summarize = None
-        if isinstance(obj, Summarized):
-            summarize, obj = obj.summaries, obj.frame
-        if not isinstance(obj, DataFrame | NoRows):
-            raise TypeError(
-                f"{context.asset_key.to_user_string()}: expected a PySpark DataFrame, "
-                f"got {type(obj).__name__}"
-            )
+        output = _Output.of(context, obj)
+        write = self._begin(context)
+        try:
+            files = []
+            if isinstance(output.rows, DataFrame):
+                write.stage(output.rows)
+                files = write.promote()
+            files += write.mark_empty_months(output.arrow_schema, files)
+            metadata = {**_provenance(context, write), **_summarise(output, write, files)}
+            version = write.commit(output.arrow_schema, files, metadata)
+        except BaseException:
+            write.discard()
+            raise
+        finally:
+            write.clear_staging()
+        context.add_output_metadata(self._describe(context, output, write, files, version))
+
+    def _begin(self, context: OutputContext) -> _Write:
+        """The write of this output: its table, the run's months, the version it starts from."""
         table_uri = self.warehouse.table_uri(context.asset_key.path)
         storage_options = self.warehouse.delta_storage_options()
         partition_column = self._partition_column(context)
-        # One month, or every month of a single-run backfill (the stock IO manager takes only
-        # the first month of such a window).
-        months = list(context.asset_partition_keys) if partition_column else None
-        month_values = [month_value(m) for m in months] if months else None
+        return _Write(
+            table_uri=table_uri,
+            name=".".join(context.asset_key.path),
+            storage_options=storage_options,
+            partition_column=partition_column,
+            # The stock IO manager takes only the first month of a backfill's window.
+            months=list(context.asset_partition_keys) if partition_column else None,
+            read_version=log.table_version(table_uri, storage_options),
+        )
 
-        fs, table_path = filesystem_for(table_uri)
-        write_id = uuid.uuid4().hex
-        staging = posixpath.join(table_path, STAGING_DIR, write_id)
-        promoted: list[str] = []
-        # What the table looked like before this write: a run that commits the same months in
-        # the meantime makes this commit fail instead of silently racing it.
-        read_version = table_version(table_uri, storage_options)
-        try:
-            if isinstance(obj, DataFrame):
-                session = obj.sparkSession
-                session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-                # Each task keeps one month's file open instead of Spark first sorting all its
-                # rows by month (which a partitioned write otherwise plans unless the month is a
-                # literal): a write of one month then streams straight to Parquet. A task that
-                # meets a second month sorts the rest of its rows, so a backfill still keeps at
-                # most one open file per task. Silver's write of a 5M-row month: 19.7 s sorted vs
-                # 18.7 s (4 rounds alternated in one session).
-                session.conf.set(CONCURRENT_WRITERS_CONF, "1")
-                staged_uri = posixpath.join(table_uri, STAGING_DIR, write_id)
-                with balanced_splits(obj):
-                    if partition_column and month_values and len(month_values) == 1:
-                        # One month: written straight into its directory (see `_one_month`).
-                        directory = f"{partition_column}={month_values[0]}"
-                        frame = _one_month(obj, partition_column, month_values[0])
-                        frame.write.mode("error").parquet(
-                            spark_path(posixpath.join(staged_uri, directory))
-                        )
-                    else:
-                        writer = obj.write.mode("error")
-                        if partition_column:
-                            writer = writer.partitionBy(partition_column)
-                        writer.parquet(spark_path(staged_uri))
-                files = self._promote(
-                    fs, table_path, staging, partition_column, month_values, promoted
-                )
-            else:
-                files = []
-            arrow_schema = to_arrow_schema(obj.schema, timezone="UTC")
-            if partition_column and month_values:
-                files += self._mark_empty_months(
-                    fs, table_path, write_id, arrow_schema, partition_column, month_values,
-                    files, promoted,
-                )
-            window = f"{months[0]}...{months[-1]}" if months else "all"
-            custom_metadata = {
-                "dagster_run_id": context.run_id,
-                "dagster_asset_key": context.asset_key.to_user_string(),
-                "dagster_partitions": window,
-            }
-            summaries = summarize() if summarize is not None and partition_column else None
-            if summaries:
-                custom_metadata[MONTH_SUMMARIES] = encode(
-                    {m: v for m, v in summaries.items() if m in (months or [])},
-                    files_by_month((f.path for f in files), partition_column),
-                )
-            version = commit_files(
-                table_uri,
-                arrow_schema,
-                files,
-                partition_by=[partition_column] if partition_column else [],
-                replace_partitions=month_values,
-                custom_metadata=custom_metadata,
-                storage_options=storage_options,
-                name=".".join(context.asset_key.path),
-                read_version=read_version,
-            )
-        except BaseException:
-            for relative in promoted:
-                with contextlib.suppress(OSError):
-                    fs.delete_file(posixpath.join(table_path, relative))
-            raise
-        finally:
-            with contextlib.suppress(OSError):
-                fs.delete_dir(staging)
-
-        rows_per_month: dict[str, int] = defaultdict(int)
-        for f in files:
-            key = f.partition_values.get(partition_column) if partition_column else "all"
-            rows_per_month[str(key)[:7]] += f.num_records
+    def _describe(
+        self,
+        context: OutputContext,
+        output: _Output,
+        write: _Write,
+        files: Sequence[DataFile],
+        version: int,
+    ) -> dict[str, object]:
+        """The materialization's metadata: counts from the commit and the log, and, for a
+        `Described` output, what its ``describe`` makes of the run's months as written."""
         written = sum(f.num_records for f in files)
         table = self.warehouse.open_table(context.asset_key.path)
-        total = sum(r or 0 for _, _, r in live_files(table)) if table is not None else written
-        metadata = {
-            "dagster/row_count": total,
+        metadata: dict[str, object] = {
+            "dagster/row_count": log.row_count(table) if table is not None else written,
             "dagster/partition_row_count": written,
-            "dagster/column_schema": table_schema_metadata(obj.schema),
-            "dagster/table_name": ".".join(context.asset_key.path),
-            "delta/table_uri": MetadataValue.path(table_uri),
+            "dagster/column_schema": table_schema_metadata(output.rows.schema),
+            "dagster/table_name": write.name,
+            "delta/table_uri": MetadataValue.path(write.table_uri),
             # Identifiers and counts of files are not measurements: text, so the UI does not
             # plot them.
             "delta/version": MetadataValue.text(str(version)),
             "delta/files_written": MetadataValue.text(str(len(files))),
             "delta/bytes_written": sum(f.size for f in files),
         }
-        if months:
-            metadata["rows_per_month"] = MetadataValue.json(
-                {m: rows_per_month.get(m, 0) for m in months}
-            )
-        if describe is not None:
+        if write.months:
+            rows: Counter[str] = Counter()
+            for f in files:
+                month = key_of_month_value(f.partition_values[write.partition_column])
+                rows[month] += f.num_records
+            metadata["rows_per_month"] = MetadataValue.json({m: rows[m] for m in write.months})
+        if output.describe is not None:
             written_rows = self.warehouse.read_months(
-                self.spark.spark_session, context.asset_key.path, months
+                self.spark.spark_session, context.asset_key.path, write.months
             )
-            metadata.update(describe(written_rows))
-        context.add_output_metadata(metadata)
-
-    @staticmethod
-    def _promote(
-        fs: pafs.FileSystem,
-        table_path: str,
-        staging: str,
-        partition_column: str | None,
-        allowed_values: list[str] | None,
-        promoted: list[str],
-    ) -> list[DataFile]:
-        """Move the staged Parquet files into the table's layout and describe them."""
-        selector = pafs.FileSelector(staging, recursive=True)
-        staged = sorted(
-            (i for i in fs.get_file_info(selector)
-             if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")),
-            key=lambda i: i.path,
-        )
-        files = []
-        for info in staged:
-            relative_dir = posixpath.relpath(posixpath.dirname(info.path), staging)
-            partition_values: dict[str, str] = {}
-            if partition_column:
-                prefix = f"{partition_column}="
-                if not relative_dir.startswith(prefix) or "/" in relative_dir:
-                    raise ValueError(f"Unexpected file {info.path} in the staged write.")
-                value = relative_dir[len(prefix):]
-                if allowed_values is not None and value not in allowed_values:
-                    raise ValueError(
-                        f"The data holds rows for {partition_column}={value}, outside the run's "
-                        f"partitions {allowed_values}; refusing to write them."
-                    )
-                partition_values[partition_column] = value
-                relative = f"{relative_dir}/{info.base_name}"
-            else:
-                relative = info.base_name
-            destination = posixpath.join(table_path, relative)
-            fs.create_dir(posixpath.dirname(destination), recursive=True)
-            fs.move(info.path, destination)
-            promoted.append(relative)
-            files.append(describe_file(fs, table_path, relative, partition_values))
-        return files
-
-    @staticmethod
-    def _mark_empty_months(
-        fs: pafs.FileSystem,
-        table_path: str,
-        write_id: str,
-        arrow_schema: pa.Schema,
-        partition_column: str,
-        month_values: list[str],
-        files: list[DataFile],
-        promoted: list[str],
-    ) -> list[DataFile]:
-        """A zero-row Parquet file for each month of the run that got no rows.
-
-        Spark writes no file for a partition without rows, which would leave "written, and empty"
-        (a month without rejected lines, a month without purchases) indistinguishable in the log
-        from "never written" — and a downstream run would refuse to read it. One empty file per
-        such month, committed with the others, records that the month was written.
-        """
-        written = {f.partition_values.get(partition_column) for f in files}
-        file_schema = pa.schema([f for f in arrow_schema if f.name != partition_column])
-        marked = []
-        for value in month_values:
-            if value in written:
-                continue
-            relative = f"{partition_column}={value}/part-00000-{write_id}-empty.parquet"
-            destination = posixpath.join(table_path, relative)
-            fs.create_dir(posixpath.dirname(destination), recursive=True)
-            promoted.append(relative)
-            with fs.open_output_stream(destination) as sink:
-                pq.write_table(file_schema.empty_table(), sink)
-            marked.append(describe_file(fs, table_path, relative, {partition_column: value}))
-        return marked
+            metadata.update(output.describe(written_rows))
+        return metadata
 
     # -- reading ---------------------------------------------------------------------------------
     def load_input(self, context: InputContext) -> DataFrame:
@@ -353,6 +413,34 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         return self.warehouse.read_months(
             self.spark.spark_session, context.asset_key.path, months
         )
+
+
+def _provenance(context: OutputContext, write: _Write) -> dict[str, str]:
+    """Who wrote the commit, recorded in it: the run, the asset and the months of the window."""
+    window = f"{write.months[0]}...{write.months[-1]}" if write.months else "all"
+    return {
+        "dagster_run_id": context.run_id,
+        "dagster_asset_key": context.asset_key.to_user_string(),
+        "dagster_partitions": window,
+    }
+
+
+def _summarise(output: _Output, write: _Write, files: Sequence[DataFile]) -> dict[str, str]:
+    """The commit's record of the totals the output computed per month while being written,
+    each tied to the files it covers (`medallion_assets.delta.month_summaries`); nothing when the
+    output computed none or the table has no months."""
+    if output.summaries is None or not write.partition_column:
+        return {}
+    summaries = output.summaries()
+    if not summaries:
+        return {}
+    months = write.months or []
+    return {
+        MONTH_SUMMARIES: encode(
+            {m: v for m, v in summaries.items() if m in months},
+            files_by_month((f.path for f in files), write.partition_column),
+        )
+    }
 
 
 def _one_month(frame: DataFrame, partition_column: str, value: str) -> DataFrame:
