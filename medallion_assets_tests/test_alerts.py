@@ -297,7 +297,9 @@ def test_a_resource_given_a_webhook_that_is_not_http_does_not_use_it(failed_runs
     other way (its config, an `EnvVar` whose value changed) is refused when the alert is due."""
     instance, final, _, _ = failed_runs
 
-    with pytest.raises(AlertDeliveryError, match="http"):
+    refused = r"must be an http\(s\) URL, not file://\."
+    with pytest.raises(AlertDeliveryError, match=refused) as error:
         evaluate(instance, final, AlertChannels(webhook_url=f"file://{tmp_path}/sink"))
 
+    assert "sink" not in str(error.value)
     assert not (tmp_path / "sink").exists()

@@ -226,7 +226,12 @@ def _redacted(url: str) -> str:
 def post_webhook(url: str, payload: dict) -> None:
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in {"http", "https"}:
-        raise AlertDeliveryError(f"${WEBHOOK_ENV} must be an http(s) URL, not {scheme or 'empty'}:")
+        # `Settings` refuses such a URL from the environment; this catches one configured on the
+        # resource some other way. The URL itself is a secret: only its scheme is named.
+        raise AlertDeliveryError(
+            f"The alert webhook (${WEBHOOK_ENV}) must be an http(s) URL, not "
+            f"{scheme + '://' if scheme else 'a URL without a scheme'}."
+        )
     request = urllib.request.Request(
         url,
         data=json.dumps(payload).encode("utf-8"),
