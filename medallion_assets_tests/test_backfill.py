@@ -18,8 +18,9 @@ from dagster._core.storage.tags import (
 )
 from deltalake import DeltaTable
 
-from medallion_assets.definitions import defs
+from medallion_assets.definitions import build_defs
 from medallion_assets.delta.month_summaries import FILES, MONTH_SUMMARIES
+from medallion_assets.settings import Settings
 from medallion_assets.tools.sample_data import generate_month
 
 MONTHS = ["2019-10", "2019-11", "2019-12"]
@@ -49,15 +50,19 @@ def three_months(landing_dir):
     return paths
 
 
+def job_writing_to(settings: Settings, warehouse):
+    """The project's job over the same landing directory, writing to ``warehouse``."""
+    defs = build_defs(settings.model_copy(update={"warehouse_dir": str(warehouse)}))
+    return defs.resolve_job_def("medallion_monthly")
+
+
 def test_a_three_month_backfill_run_writes_what_three_monthly_runs_write(
-    three_months, tmp_path, monkeypatch, spark
+    three_months, settings, tmp_path, spark
 ):
-    job = defs.resolve_job_def("medallion_monthly")
     instance = DagsterInstance.ephemeral()
 
     backfill_warehouse = tmp_path / "backfill"
-    monkeypatch.setenv("MEDALLION_WAREHOUSE_DIR", str(backfill_warehouse))
-    backfill = job.execute_in_process(
+    backfill = job_writing_to(settings, backfill_warehouse).execute_in_process(
         instance=instance,
         tags={
             ASSET_PARTITION_RANGE_START_TAG: MONTHS[0],
@@ -67,9 +72,9 @@ def test_a_three_month_backfill_run_writes_what_three_monthly_runs_write(
     assert backfill.success
 
     monthly_warehouse = tmp_path / "monthly"
-    monkeypatch.setenv("MEDALLION_WAREHOUSE_DIR", str(monthly_warehouse))
+    monthly_job = job_writing_to(settings, monthly_warehouse)
     for month in MONTHS:
-        assert job.execute_in_process(instance=instance, partition_key=month).success
+        assert monthly_job.execute_in_process(instance=instance, partition_key=month).success
 
     for table in TABLES:
         once = table_rows(backfill_warehouse / table)

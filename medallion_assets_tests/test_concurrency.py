@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from medallion_assets.delta.commit import commit_files, describe_file, filesystem_for
+from medallion_assets.delta.commit import commit_files, describe_file
+from medallion_assets.delta.log import filesystem_for
+from medallion_assets.settings import Settings
 
 SCHEMA = pa.schema([("value", pa.int64()), ("month", pa.date32())])
 
@@ -27,9 +29,8 @@ SCHEMA = pa.schema([("value", pa.int64()), ("month", pa.date32())])
 COMMIT_WRITER = r"""
 import json, os, sys, time, uuid
 import pyarrow as pa, pyarrow.parquet as pq
-from medallion_assets.delta.commit import (
-    ConcurrentWriteError, commit_files, describe_file, filesystem_for, table_version,
-)
+from medallion_assets.delta.commit import ConcurrentWriteError, commit_files, describe_file
+from medallion_assets.delta.log import filesystem_for, table_version
 
 table, month, tag, gate, out = sys.argv[1:6]
 started_from = table_version(table)
@@ -59,14 +60,15 @@ with open(out, "w") as handle:
 """
 
 # One Dagster run through the project's IO manager (warehouse from $MEDALLION_WAREHOUSE_DIR), with
-# its own Spark session ($MEDALLION_SPARK_MASTER). The asset's rows pass through a function that
-# Spark runs while writing the Parquet files, i.e. after the IO manager recorded the version the
-# write starts from; it waits there until every writer has reached the same point.
+# its own Spark session ($MEDALLION_SPARK_MASTER), both given in the process's environment. The
+# asset's rows pass through a function that Spark runs while writing the Parquet files, i.e. after
+# the IO manager recorded the version the write starts from; it waits there until every writer
+# has reached the same point.
 SPARK_WRITER = r"""
-import datetime as dt, json, os, sys, time
+import json, os, sys, time
 from dagster import DagsterInstance, asset, materialize
 from medallion_assets.definitions import defs
-from medallion_assets.partitions import monthly_partitions
+from medallion_assets.partitions import month_start, monthly_partitions
 from medallion_assets.resources.spark import SparkSessionResource
 
 key, tag, gate, writers, out = sys.argv[1:6]
@@ -83,7 +85,7 @@ def wait_for_every_writer(batches):
 @asset(key=["test", "shared"], partitions_def=monthly_partitions,
        metadata={"partition_expr": "month"})
 def shared(context, spark: SparkSessionResource):
-    month = dt.date.fromisoformat(context.partition_key + "-01")
+    month = month_start(context.partition_key)
     rows = [(int(tag) * 1000 + i, month) for i in range(int(tag) + 1)]
     frame = spark.spark_session.createDataFrame(rows, "value bigint, month date").coalesce(1)
     return frame.mapInArrow(wait_for_every_writer, frame.schema)
@@ -109,15 +111,15 @@ with open(out, "w") as handle:
 # its commit starts from — another writer commits the same month, as a second run of the month
 # would: the first attempt must fail with ConcurrentWriteError and the retry replace the month.
 RETRIED_WRITER = r"""
-import datetime as dt, json, os, sys, uuid
+import json, os, sys, uuid
 from dagster import DagsterInstance, asset, materialize
 from medallion_assets.definitions import defs
-from medallion_assets.partitions import monthly_partitions
+from medallion_assets.partitions import month_start, month_value, monthly_partitions
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.retries import SPARK_RETRY_POLICY
 
 table, key, marker, out = sys.argv[1:5]
-month = key + "-01"
+month = month_value(key)
 values = [7001, 7002, 7003]
 
 def compete_on_first_attempt(batches):
@@ -127,7 +129,8 @@ def compete_on_first_attempt(batches):
         pass
     else:
         import pyarrow as pa, pyarrow.parquet as pq
-        from medallion_assets.delta.commit import commit_files, describe_file, filesystem_for
+        from medallion_assets.delta.commit import commit_files, describe_file
+        from medallion_assets.delta.log import filesystem_for
         relative = f"month={month}/part-{uuid.uuid4().hex}.parquet"
         os.makedirs(os.path.join(table, f"month={month}"), exist_ok=True)
         pq.write_table(pa.table({"value": pa.array([-100, -101], pa.int64())}),
@@ -143,7 +146,7 @@ def compete_on_first_attempt(batches):
 @asset(key=["test", "contested"], partitions_def=monthly_partitions,
        retry_policy=SPARK_RETRY_POLICY, metadata={"partition_expr": "month"})
 def contested(context, spark: SparkSessionResource):
-    rows = [(v, dt.date.fromisoformat(month)) for v in values]
+    rows = [(v, month_start(key)) for v in values]
     frame = spark.spark_session.createDataFrame(rows, "value bigint, month date").coalesce(1)
     return frame.mapInArrow(compete_on_first_attempt, frame.schema)
 
@@ -172,14 +175,16 @@ def prefill(table: Path, months: list[str]) -> None:
 
 
 def run_writers(script: str, argvs: list[list[str]], gate: Path, tmp_path: Path, *, barrier: bool,
-                timeout: float) -> list[dict]:
-    """Start one process per argv; open the barrier once all are ready; return their reports."""
+                timeout: float, settings: dict[str, str] | None = None) -> list[dict]:
+    """Start one process per argv, with ``settings`` (field: value) in its environment; open the
+    barrier once all are ready; return their reports."""
     gate.mkdir()
     program = tmp_path / f"writer-{uuid.uuid4().hex}.py"
     program.write_text(script)
     outs = [tmp_path / f"out-{i}.json" for i in range(len(argvs))]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYSPARK_PYTHON"] = sys.executable  # Spark's Python workers: this interpreter, not PATH's
+    env.update({Settings.env_name(name): value for name, value in (settings or {}).items()})
     procs = [
         subprocess.Popen([sys.executable, str(program), *argv, str(out)], env=env, cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -295,14 +300,12 @@ def test_two_writers_of_the_same_month_one_commits_the_other_fails_cleanly(tmp_p
 
 
 @pytest.mark.slow
-def test_dagster_runs_through_the_io_manager_in_parallel(tmp_path, monkeypatch):
+def test_dagster_runs_through_the_io_manager_in_parallel(tmp_path):
     """Three real runs, each its own process and Spark session, committing at the same time: the
     run of another month commits, two of the same month end with one commit and a clean failure."""
     warehouse = tmp_path / "wh"
     table = warehouse / "test" / "shared"
     prefill(table, ["2019-10-01", "2019-11-01", "2019-12-01", "2020-01-01"])
-    monkeypatch.setenv("MEDALLION_WAREHOUSE_DIR", str(warehouse))
-    monkeypatch.setenv("MEDALLION_SPARK_MASTER", "local[1]")
     keys = ["2019-10", "2019-12", "2019-12"]
     gate = tmp_path / "gate"
     started = time.monotonic()
@@ -310,6 +313,7 @@ def test_dagster_runs_through_the_io_manager_in_parallel(tmp_path, monkeypatch):
         SPARK_WRITER,
         [[key, str(i + 1), str(gate), str(len(keys))] for i, key in enumerate(keys)],
         gate, tmp_path, barrier=False, timeout=900,
+        settings={"warehouse_dir": str(warehouse), "spark_master": "local[1]"},
     )
     print(f"{len(keys)} parallel Spark runs: {time.monotonic() - started:.1f} s")
     by_tag = {r["tag"]: r for r in results}
@@ -343,18 +347,17 @@ def test_dagster_runs_through_the_io_manager_in_parallel(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_retry_after_a_concurrent_write_error_replaces_the_month(tmp_path, monkeypatch):
+def test_the_retry_after_a_concurrent_write_error_replaces_the_month(tmp_path):
     warehouse = tmp_path / "wh"
     table = warehouse / "test" / "contested"
     prefill(table, ["2019-10-01", "2019-11-01"])
     marker = tmp_path / "compete-once"
     marker.touch()
-    monkeypatch.setenv("MEDALLION_WAREHOUSE_DIR", str(warehouse))
-    monkeypatch.setenv("MEDALLION_SPARK_MASTER", "local[1]")
 
     (result,) = run_writers(
         RETRIED_WRITER, [[str(table), "2019-11", str(marker)]], tmp_path / "gate", tmp_path,
         barrier=False, timeout=900,
+        settings={"warehouse_dir": str(warehouse), "spark_master": "local[1]"},
     )
 
     assert not marker.exists()  # the competing commit happened

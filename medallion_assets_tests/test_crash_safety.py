@@ -25,7 +25,8 @@ from dagster._core.storage.tags import (
 )
 from deltalake import DeltaTable
 
-from medallion_assets.definitions import defs
+from medallion_assets.definitions import build_defs
+from medallion_assets.settings import Settings
 from medallion_assets.tools.sample_data import generate_month
 
 TABLES = [
@@ -49,12 +50,26 @@ def data_lines(path: Path) -> int:
         return sum(1 for _ in handle) - 1
 
 
-def run_months(start: str, end: str):
-    return defs.resolve_job_def("medallion_monthly").execute_in_process(
+def run_months(settings: Settings, start: str, end: str):
+    return build_defs(settings).resolve_job_def("medallion_monthly").execute_in_process(
         instance=DagsterInstance.ephemeral(),
         tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
         raise_on_error=False,
     )
+
+
+def child_env(settings: Settings, dagster_home: Path) -> dict[str, str]:
+    """The environment of a run in its own process: this one's, with the test's landing and
+    warehouse directories, its own Dagster instance, and a one-core Spark."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    values = {
+        "landing_dir": settings.landing_dir,
+        "warehouse_dir": settings.warehouse_dir,
+        "dagster_home": str(dagster_home),
+        "spark_master": "local[1]",
+    }
+    env.update({Settings.env_name(name): value for name, value in values.items()})
+    return env
 
 
 def staged_parquet(stagings: list[Path]) -> list[Path]:
@@ -102,11 +117,11 @@ def kill_when(command: list[str], env: dict, cwd: Path, moment: Callable[[], boo
 
 @pytest.mark.slow
 def test_a_run_killed_while_writing_leaves_every_table_at_its_previous_version(
-    landing_dir, warehouse_dir, tmp_path, spark
+    landing_dir, warehouse_dir, settings, tmp_path, spark
 ):
     # The previous version: October, materialized through bronze, silver and gold.
     generate_month("2019-10", 2_000, landing_dir, seed=1)
-    assert run_months("2019-10", "2019-10").success
+    assert run_months(settings, "2019-10", "2019-10").success
     before = {name: snapshot(warehouse_dir / name) for name in TABLES}
     assert before["bronze/events"][1].height == 2_000
 
@@ -119,8 +134,7 @@ def test_a_run_killed_while_writing_leaves_every_table_at_its_previous_version(
         path.write_bytes(header + b"\n" + b"not,a,valid,line\n" * 5 + rest)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update(DAGSTER_HOME=str(home), MEDALLION_SPARK_MASTER="local[1]")
+    env = child_env(settings, home)
     stagings = [warehouse_dir / name / "_staging" for name in TABLES]
     killed_at = kill_while_writing(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
@@ -142,7 +156,7 @@ def test_a_run_killed_while_writing_leaves_every_table_at_its_previous_version(
     # The next run succeeds, with the dead run's files still lying around.
     generate_month("2019-10", 3_000, landing_dir, seed=3)
     generate_month("2019-11", 3_000, landing_dir, seed=3)
-    result = run_months("2019-10", "2019-11")
+    result = run_months(settings, "2019-10", "2019-11")
     assert result.success
     bronze = pl.read_delta(str(warehouse_dir / "bronze" / "events"))
     rejected = pl.read_delta(str(warehouse_dir / "bronze" / "events_rejected"))
@@ -155,7 +169,7 @@ def test_a_run_killed_while_writing_leaves_every_table_at_its_previous_version(
         assert after[name][0] == before[name][0] + 1, name
 
     # Maintenance (retention 0: no write is running) removes the dead run's leftovers only.
-    maintenance = defs.resolve_job_def("delta_maintenance").execute_in_process(
+    maintenance = build_defs(settings).resolve_job_def("delta_maintenance").execute_in_process(
         run_config={"ops": {"maintain_delta_tables": {"config": {
             "retention_hours": 0, "allow_short_retention": True, "compact": False}}}},
         instance=DagsterInstance.ephemeral(),
@@ -219,10 +233,10 @@ def month_rows(table: Path, month: int) -> int:
     ids=["files-moved-not-committed", "between-bronze-and-silver-commits"],
 )
 def test_a_run_killed_before_a_commit_leaves_each_table_readable_and_the_next_run_succeeds(
-    landing_dir, warehouse_dir, tmp_path, spark, stop_before, committed
+    landing_dir, warehouse_dir, settings, tmp_path, spark, stop_before, committed
 ):
     generate_month("2019-10", 2_000, landing_dir, seed=1)
-    assert run_months("2019-10", "2019-10").success
+    assert run_months(settings, "2019-10", "2019-10").success
     before = {name: snapshot(warehouse_dir / name) for name in TABLES}
 
     # A new export of October and a first November, five malformed lines at the top of each.
@@ -233,8 +247,7 @@ def test_a_run_killed_before_a_commit_leaves_each_table_readable_and_the_next_ru
     program = tmp_path / "stopped_run.py"
     program.write_text(RUN_STOPPED_BEFORE_A_COMMIT)
     marker = tmp_path / "stopped-before-commit"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update(DAGSTER_HOME=str(tmp_path), MEDALLION_SPARK_MASTER="local[1]")
+    env = child_env(settings, tmp_path)
     kill_when([sys.executable, str(program), stop_before, str(marker)], env, tmp_path,
               marker.exists)
 
@@ -257,7 +270,7 @@ def test_a_run_killed_before_a_commit_leaves_each_table_readable_and_the_next_ru
             assert rows.filter(pl.col("month").dt.month() == 11).height == 0, name
 
     # The next run of the same months succeeds and brings every table in line.
-    result = run_months("2019-10", "2019-11")
+    result = run_months(settings, "2019-10", "2019-11")
     assert result.success
     for name in TABLES:
         version, rows = snapshot(warehouse_dir / name)
