@@ -131,8 +131,6 @@ class Described:
     describe: Callable[[DataFrame], Mapping[str, object]]
 
 
-
-
 @dataclass(frozen=True)
 class _Output:
     """What an asset returned, taken apart: the rows to write and what to do around the write."""
@@ -176,6 +174,8 @@ class _Write:
     read_version: int
     write_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: list[str] = field(default_factory=list)
+    fs: pafs.FileSystem = field(init=False)
+    table_path: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.fs, self.table_path = log.filesystem_for(self.table_uri)
