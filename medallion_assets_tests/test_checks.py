@@ -24,13 +24,8 @@ from medallion_assets.assets.bronze import BronzeConfig, lines_accounted_for, re
 from medallion_assets.assets.gold import funnel_matches_silver, revenue_matches_silver
 from medallion_assets.assets.silver import rows_accounted_for, user_id_not_null
 from medallion_assets.definitions import build_defs
-from medallion_assets.delta.commit import (
-    commit_files,
-    describe_file,
-    filesystem_for,
-    live_files,
-    table_arrow_schema,
-)
+from medallion_assets.delta.commit import commit_files, describe_file
+from medallion_assets.delta.log import filesystem_for, live_files, table_arrow_schema
 from medallion_assets.delta.month_summaries import MONTH_SUMMARIES
 from medallion_assets.partitions import month_value
 from medallion_assets.resources.thresholds import QualityThresholds

@@ -49,11 +49,6 @@ from medallion_assets.delta.log import (
     table_version,
 )
 
-# Not a part of committing: still importable from here only for the checks' tests, which predate
-# `medallion_assets.delta.log`.
-from medallion_assets.delta.log import filesystem_for as filesystem_for
-from medallion_assets.delta.log import live_files as live_files
-
 # Delta's convention (and Spark's): string statistics are prefixes of at most 32 characters. Rather
 # than truncate a max (which would then be below real values), longer strings get no min/max.
 _MAX_STAT_STRING = 32
