@@ -14,6 +14,10 @@ outcomes as the classic session; the sensor then sees the month built; the maint
 compacts and vacuums what Connect runs wrote and the month still rebuilds from it; a run starts no
 JVM of its own and ends its client without stopping the server; a server that is down fails the
 step with the endpoint named and the retry succeeds once the server is back.
+
+The client processes are configured as a user configures a deployment: through the environment
+(``MEDALLION_SPARK_REMOTE``, ``MEDALLION_LANDING_DIR``, ...), which they read with
+`Settings.from_env`.
 """
 
 from __future__ import annotations
@@ -23,14 +27,15 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from medallion_assets.tools.dev import ConnectServer
 from medallion_assets.resources.spark import REMOTE_ENV
+from medallion_assets.tools.dev import ConnectServer
 from medallion_assets_tests.dagster_dev import free_port
 from medallion_assets_tests.source_lines import (
     TABLES,
@@ -63,11 +68,15 @@ def script(*parts: str) -> str:
     return "\n".join(textwrap.dedent(part) for part in parts)
 
 
-def on_connect(server_endpoint: str, root: Path, *parts: str, **env: str) -> dict:
-    """Run a script in a fresh Python process whose Spark is the Connect server at
-    `server_endpoint`, with landing and warehouse directories under `root`; return the JSON
-    object it prints last. `parts` are the script's source, each dedented on its own."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+def client_env(server_endpoint: str, root: Path, **env: str) -> dict[str, str]:
+    """The environment of a client process: this one's without pytest's or any project
+    variable of the caller's, plus the Connect endpoint and landing and warehouse directories
+    under `root`."""
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "MEDALLION_"))
+    }
     full_env.update(
         {
             REMOTE_ENV: server_endpoint,
@@ -77,10 +86,17 @@ def on_connect(server_endpoint: str, root: Path, *parts: str, **env: str) -> dic
             **env,
         }
     )
+    return full_env
+
+
+def on_connect(server_endpoint: str, root: Path, *parts: str, **env: str) -> dict:
+    """Run a script in a fresh Python process whose Spark is the Connect server at
+    `server_endpoint`, with landing and warehouse directories under `root`; return the JSON
+    object it prints last. `parts` are the script's source, each dedented on its own."""
     completed = subprocess.run(
         [sys.executable, "-c", script(*parts)],
         cwd=root,
-        env=full_env,
+        env=client_env(server_endpoint, root, **env),
         capture_output=True,
         text=True,
         timeout=CLIENT_TIMEOUT,
@@ -90,12 +106,16 @@ def on_connect(server_endpoint: str, root: Path, *parts: str, **env: str) -> dic
 
 
 # What a client process reports after running the job for a month: the run's outcome, its check
-# outcomes, which Spark it used, and whether it started a JVM of its own.
+# outcomes, which Spark it used, and whether it started a JVM of its own. Its settings are its
+# environment's.
 REPORT_RUN = """
     import json
     from dagster import DagsterInstance
     from pyspark.core.context import SparkContext
+    from medallion_assets.settings import Settings
     from medallion_assets_tests.source_lines import check_evaluations, run_job
+
+    SETTINGS = Settings.from_env()
 
     def report(result, instance):
         logs = [r.user_message for r in instance.all_logs(result.run_id) if not r.is_dagster_event]
@@ -131,11 +151,11 @@ def table_rows(warehouse: Path, table: str) -> pl.DataFrame:
 
 
 def test_the_whole_job_for_a_month_gives_the_same_tables_and_checks_as_a_classic_session(
-    connect_server, tmp_path, landing_dir, warehouse_dir, spark
+    connect_server, tmp_path, settings, landing_dir, warehouse_dir, spark
 ):
     # The classic reference, in this process (the suite's session).
     write_source(landing_dir, "2019-Oct.csv", month_lines())
-    classic = run_job("2019-10")
+    classic = run_job(settings, "2019-10")
     assert classic.success
     classic_checks = {
         n: [e.passed, e.severity.value] for n, e in check_evaluations(classic).items()
@@ -152,13 +172,13 @@ def test_the_whole_job_for_a_month_gives_the_same_tables_and_checks_as_a_classic
         """
         from dagster import build_sensor_context
         from medallion_assets.definitions import defs
-        from medallion_assets.automation.landing_sensor import landing_csv_sensor
 
         with DagsterInstance.ephemeral() as instance:
-            result = run_job("2019-10", instance=instance)
+            result = run_job(SETTINGS, "2019-10", instance=instance)
             seen = report(result, instance)
             landing = {"landing": defs.resources["landing"]}
-            tick = landing_csv_sensor(build_sensor_context(instance=instance, resources=landing))
+            sensor = defs.resolve_sensor_def("landing_csv_sensor")
+            tick = sensor(build_sensor_context(instance=instance, resources=landing))
             seen["sensor_requests"] = [r.partition_key for r in tick.run_requests or []]
             seen["sensor_skip"] = tick.skip_reason.skip_message if tick.skip_reason else None
         print(json.dumps(seen))
@@ -198,7 +218,9 @@ def test_maintenance_compacts_what_connect_runs_wrote_and_the_month_rebuilds_fro
         from medallion_assets.definitions import defs
 
         with DagsterInstance.ephemeral() as instance:
-            runs = [report(run_job("2019-11", instance=instance), instance) for _ in range(2)]
+            runs = [
+                report(run_job(SETTINGS, "2019-11", instance=instance), instance) for _ in range(2)
+            ]
             maintenance = defs.resolve_job_def("delta_maintenance").execute_in_process(
                 run_config={"ops": {"maintain_delta_tables": {"config": {
                     "retention_hours": 0, "allow_short_retention": True}}}},
@@ -208,7 +230,7 @@ def test_maintenance_compacts_what_connect_runs_wrote_and_the_month_rebuilds_fro
                 o.asset_key.to_user_string(): {k: v.value for k, v in o.metadata.items()}
                 for o in maintenance.asset_observations_for_node("maintain_delta_tables")
             }
-            after = report(run_job("2019-11", instance=instance), instance)
+            after = report(run_job(SETTINGS, "2019-11", instance=instance), instance)
         print(json.dumps({"runs": runs, "maintenance": maintenance.success,
                           "observed": observed, "after": after}))
         """,
@@ -234,9 +256,13 @@ def test_a_run_ends_its_own_client_and_session_and_leaves_the_server_serving(
         import json
         from dagster import asset, materialize
         from medallion_assets.resources.spark import SparkSessionResource
+        from medallion_assets.settings import Settings
         from pyspark.core.context import SparkContext
 
         sessions = []
+
+        def spark_of_env():
+            return SparkSessionResource(remote=Settings.from_env().spark_remote)
 
         @asset
         def first(spark: SparkSessionResource):
@@ -248,8 +274,8 @@ def test_a_run_ends_its_own_client_and_session_and_leaves_the_server_serving(
             sessions.append(spark.spark_session)
             return spark.spark_session.range(first).selectExpr("sum(id) AS s").first()["s"]
 
-        result = materialize([first, second], resources={"spark": SparkSessionResource()})
-        again = materialize([first, second], resources={"spark": SparkSessionResource()})
+        result = materialize([first, second], resources={"spark": spark_of_env()})
+        again = materialize([first, second], resources={"spark": spark_of_env()})
         print(json.dumps({
             "success": result.success and again.success,
             "sum": result.output_for_node("second"),
@@ -277,35 +303,64 @@ def test_a_run_ends_its_own_client_and_session_and_leaves_the_server_serving(
         """
         import json
         from medallion_assets.resources.spark import SparkSessionResource
-        print(json.dumps({"count": SparkSessionResource().spark_session.range(7).count()}))
+        from medallion_assets.settings import Settings
+        spark = SparkSessionResource(remote=Settings.from_env().spark_remote).spark_session
+        print(json.dumps({"count": spark.range(7).count()}))
         """,
     )
     assert again == {"count": 7}
 
 
+class StepLog:
+    """Reads a client's stderr, where Dagster logs each event of the run, as it is written; says
+    when a line of the run's log names `event` for `step`."""
+
+    def __init__(self, stream, step: str, event: str):
+        self.lines: list[str] = []
+        self.marker = f" - {step} - {event} - "
+        self.seen = threading.Event()
+        self.closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+            if self.marker in line:
+                self.seen.set()
+        self.closed.set()
+
+    def wait(self, timeout: float) -> None:
+        """Return once the event is logged; fail if the client ends first or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not self.seen.wait(0.5):
+            if self.closed.is_set() and not self.seen.is_set():
+                raise AssertionError(f"the client ended before {self.marker.strip(' -')}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {self.marker.strip(' -')} within {timeout:.0f} s")
+
+    def text(self) -> str:
+        self._thread.join(timeout=30)
+        return "".join(self.lines)
+
+
 def test_a_server_that_is_down_fails_the_step_naming_it_and_the_retry_succeeds_once_it_is_up(
     tmp_path,
 ):
+    """The server is started only once the client's first attempt has failed and Dagster has
+    scheduled its retry, so the first attempt cannot find a server and the retries (about 5, 15
+    and 35 s apart) give a starting server some 45 s before the last one."""
     port = free_port()
     endpoint = f"sc://127.0.0.1:{port}"
     (tmp_path / "landing").mkdir()
     write_source(tmp_path / "landing", "2019-Oct.csv", good_lines(200))
-    client_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    client_env.update(
-        {
-            REMOTE_ENV: endpoint,
-            "MEDALLION_LANDING_DIR": str(tmp_path / "landing"),
-            "MEDALLION_WAREHOUSE_DIR": str(tmp_path / "warehouse"),
-            "PYTHONPATH": str(PROJECT),
-        }
-    )
     code = script(
         REPORT_RUN,
         """
         from medallion_assets_tests.source_lines import retried_steps
 
         with DagsterInstance.ephemeral() as instance:
-            result = run_job("2019-10", instance=instance)
+            result = run_job(SETTINGS, "2019-10", instance=instance)
             seen = report(result, instance)
             seen["retried"] = retried_steps(result)
             seen["failures"] = [
@@ -316,29 +371,34 @@ def test_a_server_that_is_down_fails_the_step_naming_it_and_the_retry_succeeds_o
         print(json.dumps(seen))
         """,
     )
-    client = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=client_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    output = tmp_path / "client.out"
+    with open(output, "w") as stdout:
+        client = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=client_env(endpoint, tmp_path),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    log = StepLog(client.stderr, "bronze_events", "STEP_UP_FOR_RETRY")
     server = ConnectServer(port=port, memory="1g", log_path=tmp_path / "server.log")
     try:
-        time.sleep(3)  # the run's first attempt finds nothing listening
+        log.wait(CLIENT_TIMEOUT)
+        first_failure = time.monotonic()
         with server:
-            stdout, stderr = client.communicate(timeout=CLIENT_TIMEOUT)
+            ready_after = time.monotonic() - first_failure
+            client.wait(timeout=CLIENT_TIMEOUT)
     finally:
         if client.poll() is None:
             client.kill()
             client.wait()
+    stderr = log.text()
     assert client.returncode == 0, stderr[-6000:]
-    seen = json.loads(stdout.strip().splitlines()[-1])
-    assert seen["success"], seen
+    seen = json.loads(output.read_text().strip().splitlines()[-1])
+    assert seen["success"], (f"server ready {ready_after:.0f} s after the first failure", seen)
     assert "bronze_events" in seen["retried"]
-    assert any(
-        f"The Spark Connect server at {endpoint} ({'$' + REMOTE_ENV}) does not answer" in message
-        for message in seen["failures"]
-    ), seen["failures"]
+    # The first attempt failed because nothing answered, and said where it looked.
+    unanswered = f"The Spark Connect server at {endpoint} (${REMOTE_ENV}) does not answer"
+    assert unanswered in seen["failures"][0], seen["failures"]
     assert server.process is None
