@@ -2,7 +2,8 @@
 
 Each instance runs ``make dev`` in the project with a free UI port and a free Spark Connect port,
 its own DAGSTER_HOME holding a copy of the project's ``.dagster_home/dagster.yaml`` (so the tests
-run under the configuration `make dev` uses), and its own landing and warehouse directories. It is
+run under the configuration `make dev` uses), and its own landing and warehouse directories, given
+as a user gives them: ``MEDALLION_*`` variables in the environment of ``make dev``. It is
 stopped as a user stops it: Ctrl-C, i.e. SIGINT to the terminal's process group. Anything of it
 still alive afterwards — webserver, daemon, code server, run workers, the Connect server's JVM —
 is killed, and `stopped_cleanly` says whether that was needed.
@@ -221,6 +222,60 @@ class DagsterDev:
 
         return wait_for(f"{count} successful run(s) tagged {tags}", finished, timeout, every=2)
 
+    def launch_run(self, job: str, tags: dict[str, str]) -> str:
+        """Launch a run of `job` with `tags` as the UI's Launchpad does; its run id."""
+        data = self.graphql(
+            """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
+                 __typename ... on LaunchRunSuccess { run { runId } }
+                 ... on PythonError { message } ... on InvalidSubsetError { message }
+                 ... on RunConfigValidationInvalid { errors { message } } } }""",
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": LOCATION,
+                        "repositoryName": "__repository__",
+                        "jobName": job,
+                    },
+                    "runConfigData": {},
+                    "executionMetadata": {
+                        "tags": [{"key": k, "value": v} for k, v in tags.items()]
+                    },
+                }
+            },
+        )
+        launched = data["launchRun"]
+        if launched["__typename"] != "LaunchRunSuccess":
+            raise GraphQLError(str(launched))
+        return launched["run"]["runId"]
+
+    def resource_config(self, resource: str) -> dict[str, dict[str, str]]:
+        """What the UI's Resources page shows of a resource's configuration: each configured
+        field's type (VALUE, ENV_VAR, SECRET) and value (a VALUE decoded from the JSON the UI
+        gets, an ENV_VAR's the variable's name)."""
+        data = self.graphql(
+            """query Resource($selector: ResourceSelector!) {
+                 topLevelResourceDetailsOrError(resourceSelector: $selector) {
+                   __typename ... on ResourceDetails { configuredValues { key value type } }
+                   ... on PythonError { message } ... on ResourceNotFoundError { message } } }""",
+            {
+                "selector": {
+                    "repositoryLocationName": LOCATION,
+                    "repositoryName": "__repository__",
+                    "resourceName": resource,
+                }
+            },
+        )
+        details = data["topLevelResourceDetailsOrError"]
+        if details["__typename"] != "ResourceDetails":
+            raise GraphQLError(str(details))
+        return {
+            v["key"]: {
+                "type": v["type"],
+                "value": json.loads(v["value"]) if v["type"] == "VALUE" else v["value"],
+            }
+            for v in details["configuredValues"]
+        }
+
     @staticmethod
     def _sensor_selector(sensor: str) -> dict[str, str]:
         return {
@@ -274,12 +329,13 @@ class DagsterDev:
 
 def user_env(root: Path, **extra_env: str) -> dict[str, str]:
     """The environment of a user's shell for a project whose landing and warehouse directories
-    are under `root`: no pytest or parent-make variables, no Spark endpoint of the caller's."""
+    are under `root`, plus `extra_env`: no pytest or parent-make variables, no project setting of
+    the caller's (a Spark endpoint, a webhook, ...)."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("PYTEST_")
-        and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "DAGSTER_HOME", "MEDALLION_SPARK_REMOTE")
+        if not k.startswith(("PYTEST_", "MEDALLION_"))
+        and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "DAGSTER_HOME")
     }
     env.update(
         MEDALLION_LANDING_DIR=str(root / "landing"),

@@ -13,7 +13,9 @@ and stops it with Ctrl-C, failing if anything is left running.
 3. a backfill of three months launched through GraphQL (what the UI's "Launch backfill" sends)
    completes as one run and every month is in every table;
 4. the UI and the Connect server listen on 127.0.0.1 only, on the ports asked for, the `spark`
-   pool's limit is in the instance before any run, and Ctrl-C frees both ports.
+   pool's limit is in the instance before any run, and Ctrl-C frees both ports;
+5. with a webhook in the environment, the UI shows the alert resource's webhook by its variable's
+   name only, and a failed run is posted to the webhook by the daemon's failure sensor.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from deltalake import DeltaTable
 from medallion_assets.tools.dev import SPARK_POOL
 from medallion_assets.tools.sample_data import generate_month
 from medallion_assets_tests.dagster_dev import (
+    LOCATION,
     PROJECT,
     DagsterDev,
     dagster_dev,
@@ -44,6 +47,7 @@ from medallion_assets_tests.dagster_dev import (
     user_env,
     wait_for,
 )
+from medallion_assets_tests.test_alerts import SECRET_PATH, Webhook
 
 pytestmark = pytest.mark.slow
 
@@ -373,3 +377,56 @@ def test_the_ui_and_the_connect_server_listen_on_loopback_only_and_ctrl_c_frees_
     assert server.stopped_cleanly
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
     assert listening(server.port) == set() and listening(server.connect_port) == set()
+
+
+def test_a_failed_run_is_posted_to_the_webhook_of_the_environment_whose_url_the_ui_never_shows(
+    tmp_path,
+):
+    webhook = Webhook()
+    try:
+        reader_url = "https://dagster.example.com"
+        with dagster_dev(
+            tmp_path, MEDALLION_ALERT_WEBHOOK_URL=webhook.url, MEDALLION_WEBSERVER_URL=reader_url
+        ) as server:
+            # The UI's Resources page: the webhook by its variable's name, the rest as it is.
+            config = server.resource_config("alerts")
+            assert config["webhook_url"] == {
+                "type": "ENV_VAR",
+                "value": "MEDALLION_ALERT_WEBHOOK_URL",
+            }
+            assert config["webserver_url"] == {"type": "VALUE", "value": reader_url}
+            shown = json.dumps(
+                server.graphql(
+                    """query All($selector: RepositorySelector!) {
+                         allTopLevelResourceDetailsOrError(repositorySelector: $selector) {
+                           ... on ResourceDetailsList { results {
+                             name configuredValues { key value type } } } } }""",
+                    {
+                        "selector": {
+                            "repositoryLocationName": LOCATION,
+                            "repositoryName": "__repository__",
+                        }
+                    },
+                )
+            )
+            assert '"alerts"' in shown and SECRET_PATH not in shown
+
+            # A month whose file never arrived: bronze fails at once, without retries.
+            run_id = server.launch_run("medallion_monthly", {"dagster/partition": "2019-10"})
+            wait_for(
+                "the failed run's alert",
+                lambda: webhook.requests or None,
+                RUN_TIMEOUT,
+                every=0.5,
+            )
+            [run] = [r for r in server.runs() if r["runId"] == run_id]
+            assert run["status"] == "FAILURE"
+        [(path, _, body)] = webhook.requests
+        assert path == SECRET_PATH
+        text = json.loads(body)["text"]
+        assert "`medallion_monthly`" in text and "Partition: 2019-10" in text
+        assert "Failed step: bronze_events" in text and "No source file for month 2019-10" in text
+        assert f"Run: {reader_url}/runs/{run_id}" in text
+        assert SECRET_PATH not in server.log_tail(10**7)
+    finally:
+        webhook.close()
