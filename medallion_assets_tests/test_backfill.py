@@ -56,6 +56,7 @@ def job_writing_to(settings: Settings, warehouse):
     return defs.resolve_job_def("medallion_monthly")
 
 
+@pytest.mark.graph
 def test_a_three_month_backfill_run_writes_what_three_monthly_runs_write(
     three_months, settings, tmp_path, spark
 ):

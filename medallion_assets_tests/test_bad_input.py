@@ -144,6 +144,7 @@ FAILING_FILES = {
 }
 
 
+@pytest.mark.graph
 @pytest.mark.parametrize("make_file", FAILING_FILES.values(), ids=FAILING_FILES.keys())
 def test_a_bad_file_fails_bronze_with_its_name_once_and_changes_no_table(
     make_file, landing_dir, warehouse, settings, tmp_path
@@ -246,6 +247,7 @@ def bronze_rows(warehouse: Path) -> list[tuple]:
     return sorted(frame.select(columns).rows(), key=lambda t: (t[2], t[0]))
 
 
+@pytest.mark.graph
 def test_malformed_lines_are_kept_aside_with_reasons_and_every_valid_row_lands(
     landing_dir, warehouse, settings
 ):
@@ -280,6 +282,7 @@ def test_malformed_lines_are_kept_aside_with_reasons_and_every_valid_row_lands(
     assert set(started_steps(result)) >= set(DOWNSTREAM_STEPS)
 
 
+@pytest.mark.graph
 def test_more_than_five_percent_rejected_stops_silver_and_gold(landing_dir, warehouse, settings):
     good = good_lines(100)
     bad = malformed_lines()
@@ -313,6 +316,7 @@ QUOTED = [
 ]
 
 
+@pytest.mark.graph
 @pytest.mark.parametrize("name", ["2019-10.csv.gz", "2019-Oct.csv"])
 def test_gzip_crlf_bom_and_quoted_commas_are_read_exactly(
     name, landing_dir, warehouse, settings

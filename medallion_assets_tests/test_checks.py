@@ -99,6 +99,7 @@ def test_rejected_share_warns_then_fails(rejected, passed, severity):
     assert result.metadata["rejected_share_percent"].value == float(rejected)
 
 
+@pytest.mark.graph
 def test_a_run_sets_the_failing_threshold_and_the_deployment_the_warning_one(
     landing_dir, settings
 ):
@@ -216,6 +217,7 @@ def test_silver_nulls_come_from_the_log_statistics():
     assert not unknown.passed and "No null counts" in unknown.description
 
 
+@pytest.mark.graph
 def test_a_silver_that_loses_a_row_fails_its_check_blocks_gold_and_is_not_retried(
     landing_dir, settings, monkeypatch
 ):
@@ -264,6 +266,7 @@ def test_gold_funnel_must_count_silver_events():
     assert not bad.passed and "views: gold 4 vs silver 5" in bad.description
 
 
+@pytest.mark.graph
 def test_a_gold_aggregate_that_drops_the_null_brand_fails_its_check(
     landing_dir, settings, monkeypatch
 ):
@@ -283,6 +286,7 @@ def test_a_gold_aggregate_that_drops_the_null_brand_fails_its_check(
     assert retried_steps(result) == []
 
 
+@pytest.mark.graph
 def test_gold_checks_pass_on_real_data_with_exact_decimals(landing_dir, settings):
     write_source(landing_dir, "2019-Oct.csv", good_lines(75))
     result = run_job(settings)
@@ -312,6 +316,7 @@ def _silver_month_files(warehouse_dir: Path) -> list[Path]:
     return [warehouse_dir / "silver" / "events" / p for p, _, _ in live_files(table)]
 
 
+@pytest.mark.graph
 def test_silver_records_its_months_totals_and_gold_checks_against_them(
     landing_dir, warehouse_dir, settings
 ):
@@ -333,6 +338,7 @@ def test_silver_records_its_months_totals_and_gold_checks_against_them(
         assert checks[name].metadata["silver_totals_from"].value == "silver's Delta commit"
 
 
+@pytest.mark.graph
 def test_a_silver_file_changed_after_its_commit_fails_gold_checks(
     landing_dir, warehouse_dir, settings
 ):
@@ -357,6 +363,7 @@ def test_a_silver_file_changed_after_its_commit_fails_gold_checks(
     assert retried_steps(result) == []
 
 
+@pytest.mark.graph
 def test_gold_counts_silver_itself_when_silver_recorded_nothing_for_its_files(
     landing_dir, warehouse_dir, settings
 ):
@@ -387,6 +394,7 @@ def test_gold_counts_silver_itself_when_silver_recorded_nothing_for_its_files(
         assert checks[name].metadata["silver_totals_from"].value == "gold's read of silver"
 
 
+@pytest.mark.graph
 def test_a_month_without_purchases_passes_every_check(landing_dir, settings):
     # Spark reports no observation for a write it proves empty (no revenue rows): the checks
     # take the table's zero rows from the log instead of failing for want of counts.
@@ -401,6 +409,7 @@ def test_a_month_without_purchases_passes_every_check(landing_dir, settings):
     assert revenue.metadata["gold_purchases"].value == 0
 
 
+@pytest.mark.graph
 def test_a_month_where_no_event_has_a_user_passes_every_check(landing_dir, settings):
     lines = []
     for line in good_lines(30):

@@ -235,6 +235,7 @@ def committed_paths(table: Path) -> set[str]:
 MONTHS = [f"2020-{m:02d}-01" for m in range(1, 8)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table_exists", [True, False], ids=["existing-table", "no-table-yet"])
 def test_writers_of_different_months_all_commit(tmp_path, table_exists):
     table = tmp_path / "t"
@@ -267,6 +268,7 @@ def test_writers_of_different_months_all_commit(tmp_path, table_exists):
 @pytest.mark.parametrize(
     "situation", ["month-has-rows", "month-is-new", "no-table-yet"]
 )
+@pytest.mark.slow
 def test_two_writers_of_the_same_month_one_commits_the_other_fails_cleanly(tmp_path, situation):
     table = tmp_path / "t"
     month = "2020-03-01"

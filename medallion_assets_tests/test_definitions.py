@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 from dagster import AssetKey
 
 from medallion_assets.assets.tables import CODE_VERSIONS, OWNERS
@@ -91,6 +92,7 @@ def test_the_io_manager_and_the_assets_share_one_spark_resource_and_one_warehous
     assert resources["io_manager"].warehouse is resources["warehouse"]
 
 
+@pytest.mark.slow
 def test_loading_the_definitions_leaves_what_they_loaded_out_of_garbage_collection():
     # In a process of its own: what matters is the state right after the code location loads.
     probe = (

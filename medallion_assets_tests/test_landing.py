@@ -156,6 +156,7 @@ def test_a_landing_dir_reached_through_a_symlink_works(tmp_path):
     assert landing.source_file("2019-10") == tmp_path / "link" / "2019-Oct.csv"
 
 
+@pytest.mark.graph
 def test_dagster_refuses_a_malformed_key_before_the_run_starts(defs):
     job = defs.resolve_job_def("medallion_monthly")
     with pytest.raises(DagsterUnknownPartitionError):

@@ -63,6 +63,7 @@ def two_months(landing_dir, warehouse_dir):
     return paths
 
 
+@pytest.mark.graph
 def test_two_months_in_one_run_match_an_independent_computation(
     two_months, warehouse_dir, defs, spark
 ):
