@@ -178,7 +178,14 @@ def test_after_make_run_a_new_month_runs_alone_on_the_warm_server_and_reaches_go
         print(f"\nfile landing -> gold under make dev ({ROWS} rows): {latency:.1f} s")
 
         [run] = server.wait_for_runs(SENSOR_TAGS, 1, RUN_TIMEOUT)
-        time.sleep(10)  # two more ticks: still exactly one run requested by the sensor
+        # Two more ticks once the run is done: still exactly one run requested by the sensor.
+        done = max(tick["timestamp"] for tick in server.sensor_ticks(SENSOR))
+        wait_for(
+            "two sensor ticks after the run",
+            lambda: len([t for t in server.sensor_ticks(SENSOR) if t["timestamp"] > done]) >= 2
+            or None,
+            120,
+        )
         assert len(server.runs(SENSOR_TAGS)) == 1
         assert len(server.runs()) == 2  # make run's and this one
         tags = tags_of(run)
