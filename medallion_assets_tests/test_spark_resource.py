@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -6,29 +7,36 @@ import time
 
 import pytest
 
+from medallion_assets.definitions import build_defs
 from medallion_assets.resources.spark import (
     REMOTE_ENV,
     SparkConnectUnavailable,
     SparkSessionResource,
 )
+from medallion_assets.settings import Settings
 from medallion_assets_tests.dagster_dev import free_port
 
 
-def test_master_comes_from_the_environment_unless_configured(monkeypatch):
-    monkeypatch.delenv("MEDALLION_SPARK_MASTER", raising=False)
-    monkeypatch.delenv(REMOTE_ENV, raising=False)
-    assert SparkSessionResource().resolved_master() == "local[*]"
-    monkeypatch.setenv("MEDALLION_SPARK_MASTER", "spark://127.0.0.1:7077")
-    assert SparkSessionResource().resolved_master() == "spark://127.0.0.1:7077"
+def spark_resource(**environ: str) -> SparkSessionResource:
+    """The Spark resource of the code location, configured from ``environ`` as the variables a
+    deployment sets."""
+    return build_defs(Settings.from_env(environ)).resources["spark"]
+
+
+def test_the_master_comes_from_its_setting_and_defaults_to_local():
+    assert spark_resource().resolved_master() == "local[*]"
+    cluster = spark_resource(MEDALLION_SPARK_MASTER="spark://127.0.0.1:7077")
+    assert cluster.resolved_master() == "spark://127.0.0.1:7077"
+    assert not cluster.is_remote
     assert SparkSessionResource(master="local[1]").resolved_master() == "local[1]"
 
 
-def test_a_connect_endpoint_comes_from_the_environment_and_wins_over_the_master(monkeypatch):
-    monkeypatch.delenv(REMOTE_ENV, raising=False)
-    assert SparkSessionResource().resolved_remote() is None
-    assert not SparkSessionResource().is_remote
-    monkeypatch.setenv(REMOTE_ENV, "sc://127.0.0.1:15002")
-    resource = SparkSessionResource(master="local[1]")
+def test_a_connect_endpoint_comes_from_its_setting_and_wins_over_the_master():
+    assert spark_resource().resolved_remote() is None
+    assert not spark_resource().is_remote
+    resource = spark_resource(
+        MEDALLION_SPARK_REMOTE="sc://127.0.0.1:15002", MEDALLION_SPARK_MASTER="local[1]"
+    )
     assert resource.resolved_remote() == "sc://127.0.0.1:15002"
     assert resource.is_remote
     assert SparkSessionResource(remote="sc://spark.example:443").resolved_remote() == (
@@ -36,11 +44,10 @@ def test_a_connect_endpoint_comes_from_the_environment_and_wins_over_the_master(
     )
 
 
-def test_a_connect_client_sets_only_session_settings(monkeypatch):
+def test_a_connect_client_sets_only_session_settings():
     """Memory, UI and Hadoop settings belong to whoever starts the server, not to a client."""
-    monkeypatch.setenv(REMOTE_ENV, "sc://127.0.0.1:15002")
     config = SparkSessionResource(
-        spark_config={"spark.sql.shuffle.partitions": 4}
+        remote="sc://127.0.0.1:15002", spark_config={"spark.sql.shuffle.partitions": 4}
     ).effective_config()
     assert config["spark.sql.session.timeZone"] == "UTC"
     assert config["spark.sql.parquet.outputTimestampType"] == "TIMESTAMP_MICROS"
@@ -68,9 +75,7 @@ def test_an_unreachable_connect_endpoint_is_named_within_seconds():
     assert "make dev" in message
 
 
-def test_local_defaults_can_be_overridden(monkeypatch):
-    monkeypatch.delenv("MEDALLION_SPARK_MASTER", raising=False)
-    monkeypatch.delenv(REMOTE_ENV, raising=False)
+def test_local_defaults_can_be_overridden():
     config = SparkSessionResource(
         spark_config={"spark.ui.enabled": True, "spark.sql.shuffle.partitions": 64}
     ).effective_config()
@@ -135,6 +140,37 @@ def test_a_run_starts_one_session_for_all_its_steps_and_stops_it_at_the_end(tmp_
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "STOPPED-OK" in completed.stdout
+
+
+@pytest.mark.slow
+def test_a_local_session_names_its_executor_by_loopback_not_by_a_network_interface(tmp_path):
+    """Started from an environment without SPARK_LOCAL_IP (as `make run` is): the JVM gets it
+    from the resource, so the local executor is named by 127.0.0.1 even on a host whose name
+    resolves elsewhere or to loopback (where Spark would otherwise pick the first interface)."""
+    script = textwrap.dedent(
+        """
+        import json
+        from medallion_assets.resources.spark import SparkSessionResource, stop_classic
+
+        resource = SparkSessionResource(master="local[1]")
+        jvm = resource.spark_session.sparkContext._jvm
+        host = jvm.org.apache.spark.util.Utils.localCanonicalHostName()
+        print(json.dumps({
+            "variable": jvm.java.lang.System.getenv("SPARK_LOCAL_IP"),
+            "loopback": jvm.java.net.InetAddress.getByName(host).isLoopbackAddress(),
+        }))
+        stop_classic(resource.spark_session)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_LOCAL_IP", "SPARK_REMOTE")}
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=env,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    seen = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert seen == {"variable": "127.0.0.1", "loopback": True}
+    assert "resolves to a loopback address" not in completed.stderr
 
 
 def test_building_columns_sends_no_call_sites_to_the_jvm(spark, monkeypatch):

@@ -164,12 +164,11 @@ def connect_session(remote: str, conf: dict[str, str]) -> SparkSession:
     # Import here: the Connect client needs the `pyspark[connect]` extra (grpcio, protobuf,
     # zstandard), which a classic session does not.
     from pyspark.sql.connect.client.retries import DefaultPolicy
-    from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
 
-    # PySpark's own switch between its classic and Connect implementations of `functions`,
-    # `Column` and `Observation`; `SparkSession.builder.remote(...)` sets it the same way.
-    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
-    session = RemoteSparkSession.builder.remote(remote).create()
+    # PySpark's public builder: with `remote` it creates a Connect session and switches this
+    # process's `functions`, `Column` and `Observation` to their Connect implementations (its
+    # SPARK_CONNECT_MODE_ENABLED marker; a process is either a classic or a Connect client).
+    session = SparkSession.builder.remote(remote).create()
     session.client.set_retry_policies([DefaultPolicy(**CONNECT_CLIENT_RETRIES)])
     try:
         for key, value in conf.items():
@@ -279,7 +278,13 @@ class SparkSessionResource(PySparkResource):
             return
         master = self.resolved_master()
         if master.startswith("local"):
-            # A local session serves this machine only: bind to loopback, not the first interface.
+            # A local session serves this machine only: its executor names itself by loopback,
+            # not by the first network interface. Spark has no setting for that address but the
+            # JVM's environment variable SPARK_LOCAL_IP (``spark.driver.host`` and
+            # ``bindAddress`` cover the driver's endpoints only), and PySpark starts the JVM with
+            # this process's environment, so the variable is passed through it. Without it, on a
+            # host whose name resolves to 127.0.0.1, Spark warns twice and names the local
+            # executor by the machine's external address. A deployment's own value is kept.
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         started = time.monotonic()
         builder = SparkSession.builder.master(master).appName(self.app_name)
