@@ -1,5 +1,6 @@
 """`make run`, the README's first command, end to end in a copy of the project: it writes two
-sample months, materializes every asset for both in one run and prints the top brands.
+sample months, materializes every asset for both in one run, prints the top brands and ends with
+a line saying what it built.
 
 The copy keeps the project's working tree clean (no data/, no runs in .dagster_home) and proves
 the Makefile works from a tree that never ran anything; landing, warehouse and DAGSTER_HOME are
@@ -64,6 +65,25 @@ def expected_top_brands(path: Path, limit: int = 10) -> list[tuple[str, str]]:
     return [(brand, f"{total:.2f}") for brand, total in ranked[:limit]]
 
 
+def expected_rows(paths: list[Path]) -> dict[str, int]:
+    """Each table's rows for the months in ``paths``, worked out from the CSV files as the
+    README defines the layers: bronze every line (the sample months have no malformed one),
+    silver the lines with a user_id without exact duplicates, gold a row per brand with
+    purchases (the brandless one included) and a row per day with events, in each month."""
+    rows = dict.fromkeys(TABLES, 0)
+    for path in paths:
+        with open(path, newline="") as handle:
+            reader = csv.reader(handle)
+            next(reader)
+            lines = list(reader)
+        events = {tuple(row) for row in lines if row[7]}
+        rows["bronze/events"] += len(lines)
+        rows["silver/events"] += len(events)
+        rows["gold/revenue_by_brand"] += len({e[5] for e in events if e[1] == "purchase"})
+        rows["gold/daily_funnel"] += len({e[0][:10] for e in events})
+    return rows
+
+
 def printed_rows(output: str) -> list[tuple[str, str, str]]:
     """(month, brand, total_revenue) of every row of the printed table."""
     rows = []
@@ -74,7 +94,7 @@ def printed_rows(output: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def test_make_run_materializes_both_months_and_prints_the_top_brands(tmp_path):
+def test_make_run_builds_both_months_prints_the_top_brands_and_says_what_it_built(tmp_path):
     project = copy_project(tmp_path / "project")
     landing, warehouse, home = tmp_path / "landing", tmp_path / "warehouse", tmp_path / "home"
     home.mkdir()
@@ -124,3 +144,9 @@ def test_make_run_materializes_both_months_and_prints_the_top_brands(tmp_path):
     for month, name in FILES.items():
         shown = [(brand, revenue) for m, brand, revenue in printed if m == month]
         assert shown == expected_top_brands(landing / name), month
+    # It ends by saying what it built: both months, each table's rows.
+    rows = expected_rows([landing / name for name in FILES.values()])
+    counts = ", ".join(f"{table} {count:,}" for table, count in rows.items())
+    assert out.strip().splitlines()[-1] == (
+        f"Built {', '.join(FILES)} in {warehouse}; rows: {counts}."
+    )
