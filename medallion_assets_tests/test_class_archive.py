@@ -181,6 +181,7 @@ def test_a_damaged_archive_costs_nothing_but_its_use(tmp_path):
     assert report["count"] == 7
 
 
+@pytest.mark.slow
 def test_turned_off_the_builder_says_so_and_succeeds():
     """``make spark-archive`` with the archive turned off: it says so and succeeds (sessions
     start without one), instead of building one no session would use."""

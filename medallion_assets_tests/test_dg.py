@@ -64,11 +64,13 @@ def run_dg(
     return completed
 
 
+@pytest.mark.slow
 def test_dg_check_defs_loads_the_project(tmp_path):
     completed = run_dg("check", "defs", home=tmp_path / "home")
     assert "All definitions loaded successfully." in completed.stdout
 
 
+@pytest.mark.slow
 def test_dg_check_defs_names_a_variable_holding_an_unusable_value(tmp_path):
     completed = run_dg(
         "check",
@@ -85,6 +87,7 @@ def test_dg_check_defs_names_a_variable_holding_an_unusable_value(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_dg_list_defs_lists_what_the_definitions_hold(tmp_path):
     listed = json.loads(run_dg("list", "defs", "--json", home=tmp_path / "home").stdout)
     defs = build_defs(Settings())
@@ -107,6 +110,7 @@ def test_dg_list_defs_lists_what_the_definitions_hold(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_dg_list_defs_never_prints_the_alert_secrets_of_its_environment(tmp_path):
     """`dg list defs` names the resources (and their types), not their configuration; with the
     secrets set it loads them as `EnvVar`s and prints neither value, in either format."""
@@ -124,6 +128,7 @@ def test_dg_list_defs_never_prints_the_alert_secrets_of_its_environment(tmp_path
         assert PASSWORD not in printed
 
 
+@pytest.mark.slow
 def test_dg_list_defs_shows_every_table_to_a_reader(tmp_path):
     shown = run_dg("list", "defs", home=tmp_path / "home").stdout
     for key in TABLES:
@@ -131,6 +136,7 @@ def test_dg_list_defs_shows_every_table_to_a_reader(tmp_path):
     assert "medallion_monthly" in shown and "landing_csv_sensor" in shown
 
 
+@pytest.mark.slow
 def test_dg_launch_materializes_a_month_into_every_table(tmp_path, landing_dir, warehouse_dir):
     write_source(landing_dir, "2019-Oct.csv", good_lines(40))
     completed = run_dg(

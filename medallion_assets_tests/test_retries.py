@@ -148,6 +148,7 @@ def test_bronze_silver_and_gold_steps_carry_the_spark_retry_policy(defs):
     assert set(policies.values()) == {SPARK_RETRY_POLICY}
 
 
+@pytest.mark.graph
 def test_a_step_failing_three_times_is_retried_three_times_after_growing_jittered_waits(
     landing_dir, warehouse_dir, tmp_path, clock, spark
 ):
@@ -170,6 +171,7 @@ def test_a_step_failing_three_times_is_retried_three_times_after_growing_jittere
     assert pl.read_delta(str(warehouse_dir / "bronze" / "events")).height == 50
 
 
+@pytest.mark.graph
 def test_a_step_still_failing_after_its_three_retries_fails_the_run(
     landing_dir, warehouse_dir, tmp_path, clock, spark
 ):
@@ -186,6 +188,7 @@ def test_a_step_still_failing_after_its_three_retries_fails_the_run(
     assert not (warehouse_dir / "bronze" / "events").exists()
 
 
+@pytest.mark.graph
 def test_a_retry_after_a_partial_write_replaces_the_month_rather_than_adding_to_it(
     landing_dir, warehouse_dir, tmp_path, clock, spark
 ):
@@ -214,6 +217,7 @@ def test_a_retry_after_a_partial_write_replaces_the_month_rather_than_adding_to_
     assert pl.read_delta(str(events)).height == 50
 
 
+@pytest.mark.graph
 def test_a_missing_file_fails_bronze_at_once_without_a_retry(
     landing_dir, warehouse_dir, clock, spark
 ):

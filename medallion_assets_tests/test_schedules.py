@@ -50,6 +50,7 @@ def test_a_tick_before_the_first_month_has_ended_requests_nothing(defs):
     assert requests_at(defs, dt.datetime(2019, 10, 15, 6, tzinfo=UTC)) == []
 
 
+@pytest.mark.graph
 def test_the_requested_run_materializes_that_month(defs, landing_dir, warehouse_dir, spark):
     for month in ("2019-10", "2019-11"):
         generate_month(month, 2000, landing_dir, seed=3)

@@ -320,6 +320,7 @@ def test_an_older_build_that_names_only_its_file_counts_if_it_started_after_the_
     assert "2019-10 was last built by run" in rescan.requested["2019-Oct.csv"]
 
 
+@pytest.mark.graph
 def test_a_month_built_by_the_real_job_is_not_run_again_until_its_file_changes(
     instance, settings, landing_dir, spark
 ):

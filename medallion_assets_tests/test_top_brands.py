@@ -90,6 +90,7 @@ def built_line(warehouse: Path, months: list[str]) -> str:
     return f"Built {', '.join(months)} in {warehouse}; rows: {counts}."
 
 
+@pytest.mark.slow
 def test_prints_each_months_brands_by_revenue(warehouse):
     completed = top_brands(warehouse_env=warehouse)
 
@@ -105,6 +106,7 @@ def test_prints_each_months_brands_by_revenue(warehouse):
     )
 
 
+@pytest.mark.slow
 def test_its_last_line_says_which_months_and_rows_the_warehouse_holds(warehouse):
     completed = top_brands(warehouse_env=warehouse)
 
@@ -113,6 +115,7 @@ def test_its_last_line_says_which_months_and_rows_the_warehouse_holds(warehouse)
     assert last == built_line(warehouse, ["2019-10", "2019-11"])
 
 
+@pytest.mark.slow
 def test_limit_month_and_warehouse_arguments(warehouse):
     completed = top_brands("--warehouse", str(warehouse), "--month", "2019-11", "-n", "2",
                            warehouse_env=None)
@@ -125,6 +128,7 @@ def test_limit_month_and_warehouse_arguments(warehouse):
     assert completed.stdout.strip().splitlines()[-1] == built_line(warehouse, ["2019-11"])
 
 
+@pytest.mark.slow
 def test_a_month_gold_does_not_hold_is_named_not_printed_empty(warehouse):
     completed = top_brands("--month", "2020-01", warehouse_env=warehouse)
 
@@ -133,6 +137,7 @@ def test_a_month_gold_does_not_hold_is_named_not_printed_empty(warehouse):
     assert completed.stdout == ""
 
 
+@pytest.mark.slow
 def test_without_a_gold_table_it_says_to_materialize_first(tmp_path):
     completed = top_brands(warehouse_env=tmp_path / "empty")
 
