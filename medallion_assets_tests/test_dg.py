@@ -16,11 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from deltalake import DeltaTable
 
 from medallion_assets.definitions import build_defs
 from medallion_assets.settings import PREFIX, Settings
 from medallion_assets_tests.source_lines import good_lines, write_source
+
+# Every test runs the dg CLI in a process of its own.
+pytestmark = pytest.mark.slow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DG = Path(sys.executable).parent / "dg"
@@ -64,13 +68,11 @@ def run_dg(
     return completed
 
 
-@pytest.mark.slow
 def test_dg_check_defs_loads_the_project(tmp_path):
     completed = run_dg("check", "defs", home=tmp_path / "home")
     assert "All definitions loaded successfully." in completed.stdout
 
 
-@pytest.mark.slow
 def test_dg_check_defs_names_a_variable_holding_an_unusable_value(tmp_path):
     completed = run_dg(
         "check",
@@ -87,7 +89,6 @@ def test_dg_check_defs_names_a_variable_holding_an_unusable_value(tmp_path):
     )
 
 
-@pytest.mark.slow
 def test_dg_list_defs_lists_what_the_definitions_hold(tmp_path):
     listed = json.loads(run_dg("list", "defs", "--json", home=tmp_path / "home").stdout)
     defs = build_defs(Settings())
@@ -110,7 +111,6 @@ def test_dg_list_defs_lists_what_the_definitions_hold(tmp_path):
     }
 
 
-@pytest.mark.slow
 def test_dg_list_defs_never_prints_the_alert_secrets_of_its_environment(tmp_path):
     """`dg list defs` names the resources (and their types), not their configuration; with the
     secrets set it loads them as `EnvVar`s and prints neither value, in either format."""
@@ -128,7 +128,6 @@ def test_dg_list_defs_never_prints_the_alert_secrets_of_its_environment(tmp_path
         assert PASSWORD not in printed
 
 
-@pytest.mark.slow
 def test_dg_list_defs_shows_every_table_to_a_reader(tmp_path):
     shown = run_dg("list", "defs", home=tmp_path / "home").stdout
     for key in TABLES:
@@ -136,7 +135,6 @@ def test_dg_list_defs_shows_every_table_to_a_reader(tmp_path):
     assert "medallion_monthly" in shown and "landing_csv_sensor" in shown
 
 
-@pytest.mark.slow
 def test_dg_launch_materializes_a_month_into_every_table(tmp_path, landing_dir, warehouse_dir):
     write_source(landing_dir, "2019-Oct.csv", good_lines(40))
     completed = run_dg(
