@@ -14,6 +14,7 @@ a message saying which mark it lacks.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def spark() -> SparkSession:
         master="local[2]",
         spark_config={"spark.sql.shuffle.partitions": "2"},
     )
-    session = resource.spark_session
+    with processes_allowed():
+        session = resource.spark_session
     yield session
     session.stop()
 
@@ -89,32 +91,46 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = kept
 
 
-def _refuse(what: str, mark: str):
-    def refuse(*args, **kwargs):
-        raise RuntimeError(
-            f"This test {what}, which the fast tier (pytest {FAST}) does not allow: "
-            f"mark it @pytest.mark.{mark}."
-        )
-
-    return refuse
+_processes_allowed = False
 
 
-@pytest.fixture(autouse=True)
-def _fast_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
-    """In the fast tier, a test that starts a process or runs the graph fails, naming its mark.
-    Session-scoped fixtures (the suite's Spark session, whose JVM is a child process) are set
-    up before this one, so they are not refused."""
-    if request.config.getoption(FAST):
-        monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("starts a process", "slow"))
-        run_in_process = dagster.JobDefinition.execute_in_process
-        refuse = _refuse("runs the project's asset graph", "graph")
+@contextlib.contextmanager
+def processes_allowed():
+    """Where the fast tier may start a process: the suite's one Spark session (its JVM)."""
+    global _processes_allowed
+    _processes_allowed, before = True, _processes_allowed
+    try:
+        yield
+    finally:
+        _processes_allowed = before
 
-        # `materialize` and `materialize_to_memory` run through it too. A job of a test's own
-        # small assets (an IO manager round trip, say) is fine; the project's layers are not.
-        def guarded(job, *args, **kwargs):
-            if any(key.path[0] in _PROJECT_LAYERS for key in job.asset_layer.selected_asset_keys):
-                refuse()
-            return run_in_process(job, *args, **kwargs)
 
-        monkeypatch.setattr(dagster.JobDefinition, "execute_in_process", guarded)
-    yield
+def _refusal(what: str, mark: str) -> RuntimeError:
+    return RuntimeError(
+        f"This test {what}, which the fast tier (pytest {FAST}) does not allow: "
+        f"mark it @pytest.mark.{mark}."
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the fast tier, starting a process or running the project's graph fails — in a test,
+    and in any fixture it uses, whatever the fixture's scope — with the mark the test lacks."""
+    if not config.getoption(FAST):
+        return
+    start_process = subprocess.Popen.__init__
+    run_in_process = dagster.JobDefinition.execute_in_process
+
+    def guarded_start(process, *args, **kwargs):
+        if not _processes_allowed:
+            raise _refusal("starts a process", "slow")
+        return start_process(process, *args, **kwargs)
+
+    # `materialize` and `materialize_to_memory` run through it too. A job of a test's own small
+    # assets (an IO manager round trip, say) is fine; the project's layers are not.
+    def guarded_run(job, *args, **kwargs):
+        if any(key.path[0] in _PROJECT_LAYERS for key in job.asset_layer.selected_asset_keys):
+            raise _refusal("runs the project's asset graph", "graph")
+        return run_in_process(job, *args, **kwargs)
+
+    subprocess.Popen.__init__ = guarded_start
+    dagster.JobDefinition.execute_in_process = guarded_run

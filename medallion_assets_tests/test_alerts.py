@@ -26,6 +26,10 @@ from medallion_assets_tests.source_lines import good_lines, run_job, write_sourc
 
 SECRET_PATH = "/services/T0001/B0002/not-to-be-logged"
 
+# Every test reads a real failed run of the project's job (module fixtures build them).
+pytestmark = pytest.mark.graph
+
+
 
 @pytest.fixture(scope="module")
 def failed_runs(tmp_path_factory, spark):
