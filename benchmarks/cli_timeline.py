@@ -11,8 +11,7 @@ fixed cost of a run can be split into Dagster's start, the JVM's, each step's an
 
 The marks come from wrapping a few functions in the measured process (the instance factory, the
 instance's event handler, the Spark resource's session start, the CLI's `execute_job`); nothing
-else of the run changes. Figures quoted in the README's performance section come from runs of
-this script.
+else of the run changes. It prints its figures; it does not record them (see README.md here).
 """
 
 from __future__ import annotations

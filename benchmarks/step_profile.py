@@ -12,7 +12,7 @@ task, not the CPU it needs. Printed per round and as the median. Silver and gold
 the bronze (silver) Parquet the previous variants wrote, so run ``bronze`` (and ``silver``)
 first; the default list does.
 
-Figures quoted in the README's performance section come from runs of this script.
+It prints its figures; it does not record them (see README.md here).
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ SECRET_PATH = "/services/T0001/B0002/not-to-be-logged"
 pytestmark = pytest.mark.graph
 
 
-
 @pytest.fixture(scope="module")
 def failed_runs(tmp_path_factory, spark):
     """Two runs of the job that failed for lack of a source file, in an instance with run retries
