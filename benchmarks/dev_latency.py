@@ -1,8 +1,8 @@
 """How fast `make dev` turns a landed file into gold, and what a warm Spark buys (`make bench-dev`).
 
 Everything runs as a user runs it, with `make dev`'s defaults (a sensor tick at every daemon
-look, 5 s apart, and a settle time of 5 s, one Spark run at a time, a warm Spark Connect server with a 2 GB heap), each scenario in
-its own temporary project directories and DAGSTER_HOME:
+look, 5 s apart; a settle time of 5 s; one Spark run at a time; a warm Spark Connect server with
+a 2 GB heap), each scenario in its own temporary project directories and DAGSTER_HOME:
 
 1. `make run` (two sample months of 100,000 rows), then `make dev`, then a new 40,000-row month
    moved into the landing directory: the latency from the move to the run's request, to its
