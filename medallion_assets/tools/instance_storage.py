@@ -1,23 +1,36 @@
-"""Dagster's PostgreSQL instance storage, with a clear failure when the database goes away
-mid-run.
+"""Dagster's PostgreSQL run and event-log storage, with a clear, recorded failure when the
+database goes away mid-run.
 
 A team deployment keeps runs, the event log and schedules in PostgreSQL (``deploy/dagster.yaml``).
 dagster-postgres is used as it is, with one gap filled: what a run does when the database stops
-answering while the run is in progress. Stock dagster-postgres retries a connection for a few
-seconds and then raises ``too many retries for DB connection``; the run process dies on the next
-event it cannot write, and since it could not write its own failure either, the run stays
-``STARTED`` for ever — a run that looks alive in the UI and holds its place in the run queue and the
-``spark`` pool, with a message that does not say which database is meant.
+answering while the run is in progress. With stock dagster-postgres the run process retries each
+connection for a few seconds, raises ``too many retries for DB connection`` on every event it then
+tries to write (its step's failure, its run's failure) and exits about 45 s after the outage began,
+its failure recorded nowhere. The code server notices the dead process only by asking the database.
+If the database is back within seconds of that, the run is marked failed as a process that
+"unexpectedly exited", without a word of the database. If it is still down, the code server's thread
+that does this dies with the error, so the run stays ``STARTED`` when the database is back — with no
+failure message, holding its place in the run queue and the ``spark`` pool — and run monitoring,
+which cannot ask the default run launcher whether a run's process lives, ends it only at
+``max_runtime_seconds`` (6 h); from then on that code server notices no dead run process at all.
+(``test_team_deployment`` shows both the stock and the guarded outcome of a 90 s outage.)
 
-``PostgresInstanceStorage`` is dagster-postgres's storage (same configuration, same tables) whose
-connections, when the database cannot be reached, raise ``InstanceStorageUnavailableError``: a
-message naming Dagster's instance storage and the server (never the password), saying what happens
-to the run and the tables. When a run process (not the webserver or the daemon) fails to record one
-of its own events, that error fails the run's step at once — no further step runs, so no further
-Delta commit is made that Dagster would not know about — and from then on the process waits for
-the database to come back (up to ``failure_record_wait_seconds``) so that the step's and the run's
-failure, with that message, are written to the run's history instead of being lost. The webserver
-and the daemon are unchanged: they report the error and retry on their own.
+`GuardedRunStorage` and `GuardedEventLogStorage` are dagster-postgres's run and event-log
+storages (same configuration, same tables) whose connections, when the database cannot be
+reached, raise `InstanceStorageUnavailableError`: a message naming Dagster's instance storage and
+the server (never the password), saying what happens to the run and the tables. When a run process
+(not the webserver or the daemon) fails to record one of its own events, that error fails the
+run's step at once — no further step runs, so no further Delta commit is made that Dagster would
+not know about — and from then on the process waits for the database to come back (up to
+``failure_record_wait_seconds``) so that the step's and the run's failure, with that message, are
+written to the run's history instead of being lost, and the process only exits afterwards. The
+webserver and the daemon are unchanged: they report the error and retry on their own.
+
+They are configured as the instance's ``run_storage`` and ``event_log_storage`` (the form
+dagster-postgres documents for configuring the storages one by one), the schedule storage being
+dagster-postgres's own. Only public names are used: the storages' public ``connect`` /
+``run_connection`` / ``index_connection`` and ``store_event`` / ``store_event_batch`` are wrapped,
+and each class's ``from_config_value`` builds itself rather than dagster-postgres's class.
 """
 
 from __future__ import annotations
@@ -31,21 +44,17 @@ from typing import Any
 
 import sqlalchemy
 import sqlalchemy.exc
-from dagster import DagsterError, Field, IntSource
-from dagster._core.events import DagsterEventType
-from dagster._core.events.log import EventLogEntry
-from dagster._serdes import ConfigurableClassData
-from dagster_postgres import DagsterPostgresStorage
-from dagster_postgres.event_log import PostgresEventLogStorage
-from dagster_postgres.run_storage import PostgresRunStorage
-from dagster_postgres.schedule_storage import PostgresScheduleStorage
+from dagster import DagsterError, DagsterEventType, EventLogEntry, Field, IntSource
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 from dagster_postgres.utils import (
     DagsterPostgresException,
+    create_pg_engine,
     get_token_provider_from_config,
     pg_config,
     pg_url_from_config,
 )
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.pool import NullPool
 
 DEFAULT_FAILURE_RECORD_WAIT_SECONDS = 600
 RECONNECT_EVERY_SECONDS = 2.0
@@ -92,8 +101,9 @@ def unavailable_message(postgres_url: str, cause: BaseException) -> str:
     reason = str(getattr(inner, "orig", None) or inner or cause).strip().splitlines()
     return (
         f"Dagster's instance storage is unreachable: the {describe_database(postgres_url)} that "
-        "holds the runs and the event log (`storage` in the instance's dagster.yaml, "
-        f"DAGSTER_POSTGRES_URL) did not answer: {reason[0] if reason else type(cause).__name__}."
+        "holds the runs and the event log (`run_storage` and `event_log_storage` in the "
+        "instance's dagster.yaml, DAGSTER_POSTGRES_URL) did not answer: "
+        f"{reason[0] if reason else type(cause).__name__}."
     )
 
 
@@ -138,118 +148,101 @@ class _RunFailureRecording:
 _RECORDING = _RunFailureRecording()
 
 
-class _Guarded:
-    """Mixin for the three dagster-postgres storages: every connection goes through `_guard`."""
+class _DatabaseGuard:
+    """What a storage's calls go through: wait while this run process records a lost run, and
+    turn "the server does not answer" into `InstanceStorageUnavailableError`."""
 
-    postgres_url: str
-    _engine: sqlalchemy.engine.Engine
+    def __init__(self, postgres_url: str, token_provider: Any = None):
+        self.postgres_url = postgres_url
+        # Its own engine, without a pool: it only asks whether the server answers.
+        self._probe = create_pg_engine(postgres_url, token_provider, poolclass=NullPool)
 
-    def _reachable(self) -> bool:
+    def reachable(self) -> bool:
         try:
-            self._engine.connect().close()
+            self._probe.connect().close()
             return True
         except sqlalchemy.exc.SQLAlchemyError:
             return False
 
     @contextmanager
-    def _guard(
-        self, connect: Callable[[], AbstractContextManager[Connection]]
-    ) -> Iterator[Connection]:
-        _RECORDING.wait_for(self._reachable)
+    def calls(self) -> Iterator[None]:
+        _RECORDING.wait_for(self.reachable)
         try:
-            with connect() as conn:
-                yield conn
+            yield
         except _CONNECTION_ERRORS as exc:
             # An OperationalError can also be a query's own failure (a deadlock, a timeout) on a
             # server that is up: only a server that does not answer is reported as unreachable.
-            if isinstance(exc, DagsterPostgresException) or not self._reachable():
+            if isinstance(exc, DagsterPostgresException) or not self.reachable():
                 raise InstanceStorageUnavailableError(
                     unavailable_message(self.postgres_url, exc)
                 ) from exc
             raise
 
-
-class GuardedRunStorage(_Guarded, PostgresRunStorage):
-    def connect(self) -> AbstractContextManager[Connection]:
-        return self._guard(super().connect)
-
-
-class GuardedScheduleStorage(_Guarded, PostgresScheduleStorage):
-    def connect(self, run_id: str | None = None) -> AbstractContextManager[Connection]:
-        return self._guard(super().connect)
+    @contextmanager
+    def connection(
+        self, connect: Callable[[], AbstractContextManager[Connection]]
+    ) -> Iterator[Connection]:
+        with self.calls(), connect() as conn:
+            yield conn
 
 
-class GuardedEventLogStorage(_Guarded, PostgresEventLogStorage):
-    def __init__(self, *args: Any, failure_record_wait_seconds: int, **kwargs: Any):
-        self._failure_record_wait_seconds = failure_record_wait_seconds
-        super().__init__(*args, **kwargs)
-
-    def _connect(self) -> AbstractContextManager[Connection]:
-        return self._guard(super()._connect)
-
-    def _stop_run(
-        self, events: Sequence[EventLogEntry], error: InstanceStorageUnavailableError
-    ) -> InstanceStorageUnavailableError:
-        """The error to raise: if a run process lost one of its own events, the run stops (and
-        this process waits for the database before its next connection)."""
-        for event in events:
-            dagster_event = event.dagster_event
-            if dagster_event is not None and (
-                dagster_event.step_key is not None
-                or dagster_event.event_type in _RUN_PROCESS_EVENTS
-            ):
-                _RECORDING.start(self._failure_record_wait_seconds)
-                stopped = InstanceStorageUnavailableError(f"{error} {RUN_STOPS}")
-                stopped.__cause__ = error.__cause__
-                return stopped
-        return error
-
-    def store_event(self, event: EventLogEntry) -> None:
-        try:
-            super().store_event(event)
-        except InstanceStorageUnavailableError as error:
-            raise self._stop_run([event], error) from error.__cause__
-
-    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        try:
-            super().store_event_batch(events)
-        except InstanceStorageUnavailableError as error:
-            raise self._stop_run(events, error) from error.__cause__
+def _storage_args(config_value: Mapping[str, Any]) -> dict[str, Any]:
+    """dagster-postgres's own reading of its configuration."""
+    return {
+        "postgres_url": pg_url_from_config(config_value),
+        "should_autocreate_tables": config_value.get("should_autocreate_tables", True),
+        "token_provider": get_token_provider_from_config(config_value),
+    }
 
 
-class PostgresInstanceStorage(DagsterPostgresStorage):
-    """dagster-postgres's ``storage: postgres`` with a clear, recorded failure on a lost database.
-
-    Configured like ``storage: postgres`` (``postgres_url`` or ``postgres_db``), plus
-    ``failure_record_wait_seconds`` (default 600): how long a run process that lost the database
-    waits for it to record the run's failure before exiting.
-    """
+class GuardedRunStorage(PostgresRunStorage):
+    """dagster-postgres's run storage whose connections go through `_DatabaseGuard`."""
 
     def __init__(
         self,
         postgres_url: str,
         should_autocreate_tables: bool = True,
-        inst_data: ConfigurableClassData | None = None,
+        inst_data: Any = None,
+        token_provider: Any = None,
+    ):
+        self._outage_guard = _DatabaseGuard(postgres_url, token_provider)
+        super().__init__(
+            postgres_url,
+            should_autocreate_tables,
+            inst_data=inst_data,
+            token_provider=token_provider,
+        )
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: Any, config_value: Mapping[str, Any]
+    ) -> GuardedRunStorage:
+        return cls(inst_data=inst_data, **_storage_args(config_value))
+
+    def connect(self) -> AbstractContextManager[Connection]:
+        return self._outage_guard.connection(super().connect)
+
+
+class GuardedEventLogStorage(PostgresEventLogStorage):
+    """dagster-postgres's event-log storage whose connections and event writes go through
+    `_DatabaseGuard`; a run process that loses one of its own events stops its run."""
+
+    def __init__(
+        self,
+        postgres_url: str,
+        should_autocreate_tables: bool = True,
+        inst_data: Any = None,
         token_provider: Any = None,
         failure_record_wait_seconds: int = DEFAULT_FAILURE_RECORD_WAIT_SECONDS,
     ):
-        # Not super().__init__: it would build the stock storages (and open connections) first.
-        self.postgres_url = postgres_url
-        self.should_autocreate_tables = should_autocreate_tables
-        self._inst_data = inst_data
-        self._run_storage = GuardedRunStorage(
-            postgres_url, should_autocreate_tables, token_provider=token_provider
-        )
-        self._event_log_storage = GuardedEventLogStorage(
+        self._outage_guard = _DatabaseGuard(postgres_url, token_provider)
+        self._failure_record_wait_seconds = failure_record_wait_seconds
+        super().__init__(
             postgres_url,
             should_autocreate_tables,
+            inst_data=inst_data,
             token_provider=token_provider,
-            failure_record_wait_seconds=failure_record_wait_seconds,
         )
-        self._schedule_storage = GuardedScheduleStorage(
-            postgres_url, should_autocreate_tables, token_provider=token_provider
-        )
-        super(DagsterPostgresStorage, self).__init__()
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -266,14 +259,53 @@ class PostgresInstanceStorage(DagsterPostgresStorage):
 
     @classmethod
     def from_config_value(  # type: ignore[override]
-        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> PostgresInstanceStorage:
+        cls, inst_data: Any, config_value: Mapping[str, Any]
+    ) -> GuardedEventLogStorage:
         return cls(
             inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),
-            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-            token_provider=get_token_provider_from_config(config_value),
             failure_record_wait_seconds=config_value.get(
                 "failure_record_wait_seconds", DEFAULT_FAILURE_RECORD_WAIT_SECONDS
             ),
+            **_storage_args(config_value),
         )
+
+    def run_connection(self, run_id: str | None = None) -> AbstractContextManager[Connection]:
+        connect = super().run_connection
+        return self._outage_guard.connection(lambda: connect(run_id))
+
+    def index_connection(self) -> AbstractContextManager[Connection]:
+        return self._outage_guard.connection(super().index_connection)
+
+    def _stop_run(
+        self, events: Sequence[EventLogEntry], error: InstanceStorageUnavailableError
+    ) -> InstanceStorageUnavailableError:
+        """The error to raise: if a run process lost one of its own events, the run stops (and
+        this process waits for the database before its next connection). A batch written event
+        by event has stopped it already."""
+        if RUN_STOPS in str(error):
+            return error
+        for event in events:
+            dagster_event = event.dagster_event
+            if dagster_event is not None and (
+                dagster_event.step_key is not None
+                or dagster_event.event_type in _RUN_PROCESS_EVENTS
+            ):
+                _RECORDING.start(self._failure_record_wait_seconds)
+                stopped = InstanceStorageUnavailableError(f"{error} {RUN_STOPS}")
+                stopped.__cause__ = error.__cause__
+                return stopped
+        return error
+
+    def store_event(self, event: EventLogEntry) -> None:
+        try:
+            with self._outage_guard.calls():
+                super().store_event(event)
+        except InstanceStorageUnavailableError as error:
+            raise self._stop_run([event], error) from error.__cause__
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        try:
+            with self._outage_guard.calls():
+                super().store_event_batch(events)
+        except InstanceStorageUnavailableError as error:
+            raise self._stop_run(events, error) from error.__cause__
