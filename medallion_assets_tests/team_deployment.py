@@ -286,6 +286,19 @@ class TeamDeployment:
             {"id": run_id},
         )["runOrError"]
 
+    def run_once_answered(self, run_id: str, timeout: float) -> dict[str, Any]:
+        """The run as soon as the webserver answers: after a database outage its first requests
+        fail (HTTP 500) while it replaces the connections it held."""
+
+        def answered() -> dict | None:
+            self._check_alive("webserver")
+            try:
+                return self.run(run_id)
+            except (urllib.error.URLError, ConnectionError, TimeoutError, GraphQLError):
+                return None
+
+        return wait_for("the webserver to answer", answered, timeout, every=1)
+
     def wait_for_run(self, run_id: str, timeout: float) -> dict[str, Any]:
         def finished() -> dict | None:
             self._check_alive("code", "webserver")
