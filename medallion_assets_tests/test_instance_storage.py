@@ -5,12 +5,13 @@ for the database, record its failure — is tested against a real server in test
 import dagster as dg
 import pytest
 
+from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets.tools.instance_storage import (
+    GuardedEventLogStorage,
     GuardedRunStorage,
     InstanceStorageUnavailableError,
     describe_database,
 )
-from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets_tests.postgres_server import free_port
 
 
@@ -30,6 +31,27 @@ def test_a_storage_whose_server_does_not_answer_names_the_instance_storage():
     assert message.startswith("Dagster's instance storage is unreachable")
     assert f"PostgreSQL database 'dagster' at 127.0.0.1:{port} (user dagster)" in message
     assert "Connection refused" in message
+    assert "s3cret" not in message
+
+
+def test_the_event_log_built_from_its_configuration_names_the_instance_storage_too():
+    """As dagster.yaml's `event_log_storage` builds it: the guarded class itself (not
+    dagster-postgres's, which its parent's `from_config_value` would build), its reads guarded."""
+    port = free_port()  # nothing listens there
+    storage = GuardedEventLogStorage.from_config_value(
+        None,
+        {
+            "postgres_url": f"postgresql://dagster:s3cret@127.0.0.1:{port}/dagster",
+            "should_autocreate_tables": False,
+            "failure_record_wait_seconds": 5,
+        },
+    )
+    assert type(storage) is GuardedEventLogStorage
+    with pytest.raises(InstanceStorageUnavailableError) as raised:
+        storage.get_logs_for_run("a-run-id")
+    message = str(raised.value)
+    assert message.startswith("Dagster's instance storage is unreachable")
+    assert f"at 127.0.0.1:{port} (user dagster)" in message
     assert "s3cret" not in message
 
 
