@@ -36,7 +36,8 @@ spark-archive: java $(STAMP)
 	@$(BIN)/python -m medallion_assets.tools.build_class_archive --if-missing
 
 ## make run: install, write two sample months if the landing dir is empty, materialize every asset
-## for both months in one Dagster run, print the top brands from gold.
+## for both months in one Dagster run, print the top brands from gold and, last, the months built
+## with each table's rows.
 run: java $(STAMP) spark-archive
 	$(BIN)/medallion-sample-data --out $(LANDING) $(addprefix --month ,$(MONTHS)) --rows $(ROWS) --if-empty
 	$(BIN)/dagster asset materialize -m medallion_assets.definitions --select '*' \

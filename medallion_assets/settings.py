@@ -234,6 +234,10 @@ class Settings(BaseModel):
             problems.append(f"${extra['env']}={shown}: {item['msg'].removeprefix('Value error, ')}")
         return "; ".join(problems)
 
+    def from_environment(self, name: str) -> bool:
+        """Whether setting ``name`` came from its environment variable (not its default)."""
+        return name in self._from_env
+
     def resource_value(self, name: str) -> Any:
         """The value to hand a resource for field ``name``: for a secret that came from the
         environment, a `dagster.EnvVar` naming its variable (resolved by Dagster when the run

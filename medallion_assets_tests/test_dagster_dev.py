@@ -376,6 +376,11 @@ def test_the_ui_and_the_connect_server_listen_on_loopback_only_and_ctrl_c_frees_
             assert SPARK_POOL in instance.event_log_storage.get_concurrency_keys()
             assert instance.event_log_storage.get_concurrency_info(SPARK_POOL).slot_count == 1
         assert server.port != 3000 and server.port == int(server.url.rsplit(":", 1)[1])
+        # With no base of its own, an alert links to this UI, on whatever port it was given.
+        assert server.resource_config("alerts")["webserver_url"] == {
+            "type": "VALUE",
+            "value": server.url.rstrip("/"),
+        }
         assert listening(server.port) == {"127.0.0.1"}
         assert listening(server.connect_port) == {"127.0.0.1"}
         family = server.family()

@@ -195,3 +195,10 @@ def test_a_secret_given_in_code_is_passed_as_it_is():
     alerts = build_defs(Settings(alert_webhook_url=WEBHOOK)).resources["alerts"]
     assert not isinstance(alerts.webhook_url, EnvVar)
     assert resource_config(alerts)["webhook_url"] == WEBHOOK
+
+
+def test_a_setting_says_whether_it_came_from_the_environment_or_its_default():
+    settings = Settings.from_env({"MEDALLION_WEBSERVER_URL": "http://ui.example:8080"})
+    assert settings.from_environment("webserver_url")
+    assert not settings.from_environment("landing_dir")
+    assert not Settings(webserver_url="http://ui.example:8080").from_environment("webserver_url")

@@ -332,8 +332,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{REMOTE_ENV}, at most {args.spark_runs} at a time.",
                 flush=True,
             )
-            # dagster dev and every run it launches: the same environment, plus the server.
+            # dagster dev and every run it launches: the same environment, plus the server; and
+            # alert links to this UI's port unless the links' base is set.
             env = dict(os.environ, DAGSTER_HOME=str(home), **{REMOTE_ENV: server.endpoint})
+            if not settings.from_environment("webserver_url"):
+                env[Settings.env_name("webserver_url")] = f"http://{HOST}:{args.port}"
             dagster = Path(sys.executable).parent / "dagster"
             command = [str(dagster), "dev", "-w", args.workspace, "-h", HOST, "-p", str(args.port)]
             dagster_dev = subprocess.Popen(command, env=env)
