@@ -110,7 +110,10 @@ def test_make_run_builds_both_months_prints_the_top_brands_and_says_what_it_buil
 
     # `-o`: the linked environment is installed already; never reinstall it from the copy.
     completed = subprocess.run(
-        ["make", "-o", ".venv/.installed", "run", f"ROWS={ROWS}", f"DAGSTER_HOME={home}"],
+        [
+            "make", "--no-print-directory", "-o", ".venv/.installed", "run",
+            f"ROWS={ROWS}", f"DAGSTER_HOME={home}",
+        ],
         cwd=project, env=env, capture_output=True, text=True, timeout=900,
     )
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
