@@ -45,9 +45,13 @@ run: java $(STAMP) spark-archive
 		--config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 	$(BIN)/medallion-top-brands
 
-## make test: system packages, install, lint, then the whole suite (slow real-system tests included).
+## make test: system packages, install, lint, then the whole suite (slow real-system tests included)
+## on TEST_WORKERS pytest-xdist workers: most of a real-system test's time is waiting (a daemon's
+## tick, a database outage, a browser), which the workers overlap. Tests sharing a module's server
+## run on one worker (medallion_assets_tests/conftest.py). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
 test: test-system-deps $(STAMP) lint spark-archive
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## make test-fast: the quick loop while changing code: lint, then every test that needs no server,
 ## no child process and no run of the asset graph, on one local Spark session (under 90 s).

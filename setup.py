@@ -30,6 +30,8 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            # `make test` runs the suite on several workers (the real-system tests mostly wait).
+            "pytest-xdist>=3.6",
             "selenium>=4.20",
             "duckdb>=1.1",
             "psutil>=5.9",

@@ -79,8 +79,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups set here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption(FAST):
+        _plan_for_workers(items)
         return
     kept, left_out = [], []
     for item in items:
@@ -89,6 +91,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if left_out:
         config.hook.pytest_deselected(items=left_out)
     items[:] = kept
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture its own module defines for more than one test (a
+    PostgreSQL server, a cluster, a deployment started once for the module's tests)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        fixture.scope in ("module", "session") and fixture.baseid.endswith(item.path.name)
+        for fixtures in info.name2fixturedefs.values()
+        for fixture in fixtures
+    )
+
+
+def _plan_for_workers(items: list[pytest.Item]) -> None:
+    """How ``make test`` spreads the suite over pytest-xdist's workers (``--dist loadgroup``).
+
+    Tests that share a module fixture form one group, run by one worker, so that fixture is
+    built once; every other test stands alone and goes to whichever worker is free. Most of a
+    real-system test's time is spent waiting (on a daemon's tick, a database outage, a browser),
+    so the workers overlap those waits. Slow tests come first — groups of them first of all, the
+    group with the most slow tests leading — then other groups, tests of the graph, and the rest:
+    a long test started last would leave the other workers idle at the end. Without xdist the marks
+    do nothing and the order only moves slow tests ahead.
+    """
+    for item in items:
+        if _shares_a_module_fixture(item) and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+    def group(item: pytest.Item) -> str | None:
+        mark = item.get_closest_marker("xdist_group")
+        return mark.args[0] if mark else None
+
+    slow_in_group: dict[str, int] = {}
+    for item in items:
+        if group(item) and item.get_closest_marker("slow"):
+            slow_in_group[group(item)] = slow_in_group.get(group(item), 0) + 1
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        if group(item) in slow_in_group:
+            return 0, -slow_in_group[group(item)]
+        if item.get_closest_marker("slow"):
+            return 1, 0
+        if group(item):
+            return 2, 0
+        return (3 if item.get_closest_marker("graph") else 4), 0
+
+    items.sort(key=order)
 
 
 _processes_allowed = False
