@@ -13,6 +13,12 @@ from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from medallion_assets.assets import bronze, gold, silver
 from medallion_assets.automation.alerts import AlertChannels, failure_alert_sensor
+from medallion_assets.automation.deadlines import (
+    MonthDeadline,
+    build_deadline_check,
+    build_deadline_sensor,
+    deadline_check_job,
+)
 from medallion_assets.automation.jobs import medallion_job
 from medallion_assets.automation.landing_sensor import build_landing_sensor
 from medallion_assets.automation.schedules import medallion_monthly_schedule
@@ -29,14 +35,17 @@ def build_defs(settings: Settings) -> Definitions:
     """The whole project, configured by ``settings``."""
     spark = SparkSessionResource.from_settings(settings)
     warehouse = Warehouse(root_uri=settings.warehouse_dir)
+    deadline = MonthDeadline.of_settings(settings)
     return Definitions(
         assets=load_assets_from_modules([bronze, silver, gold]),
-        jobs=[medallion_job, delta_maintenance],
+        asset_checks=[build_deadline_check(deadline)],
+        jobs=[medallion_job, delta_maintenance, deadline_check_job],
         sensors=[
             build_landing_sensor(
                 interval_seconds=settings.sensor_interval_seconds,
                 settle_seconds=settings.sensor_settle_seconds,
             ),
+            build_deadline_sensor(deadline=deadline, first_month=settings.first_month),
             failure_alert_sensor,
         ],
         schedules=[medallion_monthly_schedule, delta_maintenance_schedule],

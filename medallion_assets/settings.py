@@ -19,6 +19,7 @@ come from the environment, so the UI shows the variable's name, never its value.
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from medallion_assets.partitions import FIRST_MONTH, parse_month_key
 
 PREFIX = "MEDALLION_"
 
@@ -60,6 +63,26 @@ def _http_url(value: str | None, what: str) -> str | None:
     if not parts.hostname:
         raise ValueError(f"{what} must name a host")
     return value
+
+
+_MONTH_DEADLINE_RE = re.compile(r"\A([0-9]{1,2})T([0-9]{2}):([0-9]{2})\Z")
+
+
+def parse_month_deadline(value: str) -> tuple[int, int, int]:
+    """(day, hour, minute) of a month deadline written ``DTHH:MM`` (``2T06:00``: the 2nd of the
+    following month, 06:00 UTC). Days stop at 28 so that every month has the day; a ``T``
+    rather than a space, so that the value needs no quoting in an env file."""
+    match = _MONTH_DEADLINE_RE.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(
+            "expected DTHH:MM, the day of the following month and a UTC time (2T06:00)"
+        )
+    day, hour, minute = (int(part) for part in match.groups())
+    if not 1 <= day <= 28:
+        raise ValueError("the day must be 1 to 28, a day every month has")
+    if hour > 23 or minute > 59:
+        raise ValueError("the time must be 00:00 to 23:59")
+    return day, hour, minute
 
 
 class Settings(BaseModel):
@@ -126,6 +149,18 @@ class Settings(BaseModel):
         ge=0, allow_inf_nan=False,
     )
 
+    # -- month deadlines (automation/deadlines.py) ------------------------------------------------
+    month_deadline: str = _setting(
+        "2T06:00", "MEDALLION_MONTH_DEADLINE",
+        "When each month's data is due: day of the following month (1-28) and UTC time, DTHH:MM; "
+        "past it, a month without gold fails its deadline check and alerts.",
+    )
+    first_month: str | None = _setting(
+        None, "MEDALLION_FIRST_MONTH",
+        "First month (YYYY-MM) whose deadline is watched; unset: the months whose deadline falls "
+        "after the deadline sensor's first tick.",
+    )
+
     # -- failure alerts --------------------------------------------------------------------------
     alert_webhook_url: str | None = _setting(
         None, "MEDALLION_ALERT_WEBHOOK_URL",
@@ -189,6 +224,20 @@ class Settings(BaseModel):
     def _webserver(cls, value: str) -> str:
         # The base of the links in alerts: a link a reader cannot open is no link.
         return _http_url(value, "the webserver URL")
+
+    @field_validator("month_deadline")
+    @classmethod
+    def _deadline(cls, value: str) -> str:
+        parse_month_deadline(value)
+        return value
+
+    @field_validator("first_month")
+    @classmethod
+    def _first_month(cls, value: str | None) -> str | None:
+        # A month before the partitions' first has no partition to show a check on.
+        if value is not None and parse_month_key(value) < parse_month_key(FIRST_MONTH):
+            raise ValueError(f"the first partition is {FIRST_MONTH}")
+        return value
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:

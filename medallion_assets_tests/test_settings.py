@@ -27,6 +27,8 @@ PARSED = [
     ("MEDALLION_REJECTED_FAIL_PERCENT", "12.5", "rejected_fail_percent", 12.5),
     ("MEDALLION_SENSOR_INTERVAL_SECONDS", "30", "sensor_interval_seconds", 30),
     ("MEDALLION_SENSOR_SETTLE_SECONDS", "0.5", "sensor_settle_seconds", 0.5),
+    ("MEDALLION_MONTH_DEADLINE", "15T23:30", "month_deadline", "15T23:30"),
+    ("MEDALLION_FIRST_MONTH", "2020-01", "first_month", "2020-01"),
     ("MEDALLION_ALERT_WEBHOOK_URL", WEBHOOK, "alert_webhook_url", WEBHOOK),
     ("MEDALLION_WEBSERVER_URL", "https://dagster.internal", "webserver_url",
      "https://dagster.internal"),
@@ -52,6 +54,9 @@ def test_with_no_variable_set_every_setting_has_its_default():
     # Below the daemon's 5 s loop, so that the landing sensor ticks at every loop.
     assert settings.sensor_interval_seconds == 3
     assert settings.sensor_settle_seconds == 5.0
+    # The 2nd of the following month at 06:00 UTC; the months watched start after the deadline
+    # sensor's first tick.
+    assert (settings.month_deadline, settings.first_month) == ("2T06:00", None)
     assert settings.webserver_url == "http://127.0.0.1:3000"
     assert settings.alert_webhook_url is None and settings.smtp_host is None
     assert settings.smtp_ssl is False
@@ -110,6 +115,11 @@ def test_without_a_mapping_the_process_environment_is_read(monkeypatch):
         ("MEDALLION_SMTP_SSL", "maybe", "valid boolean"),
         ("MEDALLION_WEBSERVER_URL", "dagster.internal:3000", "http:// or https:// URL"),
         ("MEDALLION_SPARK_REMOTE", "127.0.0.1:15002", "starts with sc://"),
+        ("MEDALLION_MONTH_DEADLINE", "2 06:00", "expected DTHH:MM"),
+        ("MEDALLION_MONTH_DEADLINE", "31T06:00", "the day must be 1 to 28"),
+        ("MEDALLION_MONTH_DEADLINE", "2T24:00", "00:00 to 23:59"),
+        ("MEDALLION_FIRST_MONTH", "2019-09", "the first partition is 2019-10"),
+        ("MEDALLION_FIRST_MONTH", "2020-1", "expected YYYY-MM"),
     ],
 )
 def test_an_unusable_value_stops_loading_with_an_error_naming_the_variable(variable, raw, why):
