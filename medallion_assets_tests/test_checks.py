@@ -15,7 +15,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, Failure
+from dagster import (
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    Failure,
+    MetadataValue,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
@@ -27,7 +38,7 @@ from medallion_assets.definitions import build_defs
 from medallion_assets.delta.commit import commit_files, describe_file
 from medallion_assets.delta.log import filesystem_for, live_files, table_arrow_schema
 from medallion_assets.delta.month_summaries import MONTH_SUMMARIES
-from medallion_assets.partitions import month_value
+from medallion_assets.partitions import month_value, monthly_partitions
 from medallion_assets.resources.thresholds import QualityThresholds
 from medallion_assets.settings import Settings
 from medallion_assets.transforms import grouped_events, revenue_by_brand
@@ -48,38 +59,33 @@ MONTHS = ["2019-10", "2019-11"]
 
 
 def test_bronze_rows_must_add_up_to_the_files_data_lines():
-    seen = {"2019-10": {"accepted": 6, "rejected": 2}, "2019-11": {"accepted": 6, "rejected": 2}}
     result = lines_accounted_for(
-        MONTHS,
-        data_lines={"2019-10": 8, "2019-11": 9},  # November: one line in neither table
-        observed=seen,
-        accepted_rows={"2019-10": 6, "2019-11": 6},
-        rejected_rows={"2019-10": 2, "2019-11": 2},
+        data_lines=9,  # one line in neither table
+        observed={"accepted": 6, "rejected": 2},
+        accepted_rows=6,
+        rejected_rows=2,
     )
     assert not result.passed
-    assert "2019-11: 9 lines in the file, 6 + 2 rows in the tables" in result.description
-    assert "2019-10" not in result.description
-    assert result.metadata["source_data_lines"].value == {"2019-10": 8, "2019-11": 9}
+    assert "9 lines in the file, 6 + 2 rows in the tables" in result.description
+    # Plain numbers, which the UI shows as they are and plots across runs.
+    assert result.metadata["source_data_lines"] == MetadataValue.int(9)
+    assert result.metadata["accepted_rows"] == MetadataValue.int(6)
 
 
 def test_bronze_tables_must_hold_what_the_parser_counted():
     result = lines_accounted_for(
-        ["2019-10"],
-        data_lines={"2019-10": 8},
-        observed={"2019-10": {"accepted": 7, "rejected": 1}},
-        accepted_rows={"2019-10": 6},  # a row lost between the parser and the commit...
-        rejected_rows={"2019-10": 2},  # ...and one rejected twice
+        data_lines=8,
+        observed={"accepted": 7, "rejected": 1},
+        accepted_rows=6,  # a row lost between the parser and the commit...
+        rejected_rows=2,  # ...and one rejected twice
     )
     assert not result.passed
     assert "the parser accepted 7 and rejected 1, the tables hold 6 and 2" in result.description
-    # One month: plain numbers, which the UI plots across runs.
-    assert result.metadata["accepted_rows"].value == 6
+    assert lines_accounted_for(8, {"accepted": 6, "rejected": 2}, 6, 2).passed
 
 
 def test_bronze_counts_missing_from_spark_fail_the_check():
-    result = lines_accounted_for(
-        ["2019-10"], {"2019-10": 3}, {"2019-10": None}, {"2019-10": 3}, {"2019-10": 0}
-    )
+    result = lines_accounted_for(3, None, 3, 0)
     assert not result.passed and "did not report" in result.description
 
 
@@ -92,11 +98,10 @@ def test_bronze_counts_missing_from_spark_fail_the_check():
     ],
 )
 def test_rejected_share_warns_then_fails(rejected, passed, severity):
-    result = rejected_share(
-        ["2019-10"], {"2019-10": 100 - rejected}, {"2019-10": rejected}, warn=0.0, fail=5.0
-    )
+    result = rejected_share(100 - rejected, rejected, warn=0.0, fail=5.0)
     assert (result.passed, result.severity) == (passed, severity)
-    assert result.metadata["rejected_share_percent"].value == float(rejected)
+    assert result.metadata["rejected_share_percent"] == MetadataValue.float(float(rejected))
+    assert result.metadata["rejected_rows"] == MetadataValue.int(rejected)
 
 
 @pytest.mark.graph
@@ -164,11 +169,7 @@ OBSERVED = {"silver_rows": 7, "duplicates_removed": 1}
 
 def accounted(observed, bronze_rows=10, nulls=2, silver_rows=7):
     return rows_accounted_for(
-        ["2019-10"],
-        observed,
-        bronze_rows={"2019-10": bronze_rows},
-        bronze_null_users={"2019-10": nulls},
-        silver_rows={"2019-10": silver_rows},
+        observed, bronze_rows=bronze_rows, bronze_null_users=nulls, silver_rows=silver_rows
     )
 
 
@@ -187,7 +188,7 @@ def test_silver_rows_add_up_to_bronze():
         ({**OBSERVED, "silver_rows": 8}, 10, 2, 8, "10 rows read != 8 kept + 1 extra copies + 2"),
         (OBSERVED, 10, 2, 6, "7 rows written, silver's table holds 6"),
         ({**OBSERVED, "silver_rows": None}, 10, 2, 7, "did not report"),
-        (OBSERVED, 10, None, 7, "bronze's Delta log has no user_id null counts for 2019-10"),
+        (OBSERVED, 10, None, 7, "bronze's Delta log has no user_id null counts for the month"),
         (
             {**OBSERVED, "events_in_two_months": 1},
             10,
@@ -210,10 +211,11 @@ def test_a_month_without_bronze_rows_needs_no_null_counts():
 
 
 def test_silver_nulls_come_from_the_log_statistics():
-    assert user_id_not_null({"2019-10": 0}).passed
-    failed = user_id_not_null({"2019-10": 0, "2019-11": 3})
-    assert not failed.passed and "2019-11: 3" in failed.description
-    unknown = user_id_not_null({"2019-10": None})
+    assert user_id_not_null(0).passed
+    failed = user_id_not_null(3)
+    assert not failed.passed and "3 rows with a null user_id" in failed.description
+    assert failed.metadata["null_user_id_rows"] == MetadataValue.int(3)
+    unknown = user_id_not_null(None)
     assert not unknown.passed and "No null counts" in unknown.description
 
 
@@ -257,6 +259,17 @@ def test_gold_revenue_must_equal_silver_purchase_revenue():
         {"revenue": None, "purchases": 0}, {"revenue": None, "purchases": None}
     )
     assert empty.passed
+
+
+def test_gold_compares_exactly_with_silver_totals_recorded_as_text():
+    # Silver's commit records a month's revenue as text, so that no digit is lost.
+    recorded = {"revenue": "10.15", "purchases": 2, "views": 5, "carts": 1}
+    good = revenue_matches_silver(recorded, {"revenue": Decimal("10.15"), "purchases": 2})
+    assert good.passed, good.description
+    assert good.metadata["silver_revenue"] == MetadataValue.text("10.15")
+    assert good.metadata["gold_purchases"] == MetadataValue.int(2)
+    bad = revenue_matches_silver(recorded, {"revenue": Decimal("10.14"), "purchases": 2})
+    assert not bad.passed and "revenue: gold 10.14 vs silver 10.15" in bad.description
 
 
 def test_gold_funnel_must_count_silver_events():
@@ -423,3 +436,173 @@ def test_a_month_where_no_event_has_a_user_passes_every_check(landing_dir, setti
     assert checks["silver_user_id_not_null"].metadata["null_user_id_rows"].value == 0
     assert checks["silver_rows_accounted_for"].metadata["null_user_rows"].value == 30
     assert checks["gold_funnel_matches_silver"].metadata["gold_views"].value == 0
+
+
+# -- a range run: every month its own results -----------------------------------------------------
+
+CHECKS = {
+    ("bronze", "events"): ("bronze_lines_accounted_for", "bronze_rejected_share"),
+    ("silver", "events"): ("silver_rows_accounted_for", "silver_user_id_not_null"),
+    ("gold", "revenue_by_brand"): ("gold_revenue_matches_silver",),
+    ("gold", "daily_funnel"): ("gold_funnel_matches_silver",),
+}
+
+
+def run_range(settings: Settings, instance: DagsterInstance, start: str, end: str):
+    """The project's job for the months start...end in one run, as a backfill with
+    `BackfillPolicy.single_run` launches it."""
+    job = build_defs(settings).resolve_job_def("medallion_monthly")
+    return job.execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
+        raise_on_error=False,
+    )
+
+
+def evaluations_by_month(result) -> dict[str, dict[str, object]]:
+    """check name -> month -> its evaluation; a second evaluation of a check and month fails."""
+    found: dict[str, dict[str, object]] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        months = found.setdefault(evaluation.check_name, {})
+        assert evaluation.partition not in months, (evaluation.check_name, evaluation.partition)
+        months[evaluation.partition] = evaluation
+    return found
+
+
+def ui_check_statuses(instance: DagsterInstance) -> dict[str, dict[str, list[str]]]:
+    """What the UI shows for each check, per status: the months, as the webserver works them out
+    from the instance (the check's partition status, from its planned and recorded results)."""
+    keys = [
+        (AssetCheckKey(AssetKey(list(asset)), name), monthly_partitions)
+        for asset, names in CHECKS.items()
+        for name in names
+    ]
+    states = instance.event_log_storage.get_asset_check_state(keys)
+    return {
+        key.name: {
+            status.value: sorted(subset.subset_value.get_partition_keys())
+            for status, subset in states[key].subsets.items()
+            if not subset.is_empty
+        }
+        for key, _ in keys
+    }
+
+
+def materializations_by_month(instance: DagsterInstance, asset: tuple[str, ...]) -> dict:
+    records = instance.fetch_materializations(AssetKey(list(asset)), limit=100).records
+    latest: dict[str, dict[str, object]] = {}
+    for record in records:  # newest first
+        event = record.asset_materialization
+        latest.setdefault(event.partition, {k: v.value for k, v in event.metadata.items()})
+    return latest
+
+
+@pytest.mark.graph
+def test_a_two_month_run_records_each_months_checks_and_rows_under_that_month(
+    landing_dir, settings
+):
+    october = good_lines(40)
+    november = [*good_lines(30, month="2019-11", start=100), "a line bronze rejects"]
+    write_source(landing_dir, "2019-Oct.csv", october)
+    write_source(landing_dir, "2019-Nov.csv", november)
+    instance = DagsterInstance.ephemeral()
+
+    result = run_range(settings, instance, "2019-10", "2019-11")
+
+    assert result.success  # November's 3.2 % rejected is a warning, below the failing 5 %
+    checks = evaluations_by_month(result)
+    assert set(checks) == {name for names in CHECKS.values() for name in names}
+    for name, by_month in checks.items():
+        assert set(by_month) == {"2019-10", "2019-11"}, name
+    lines = checks["bronze_lines_accounted_for"]
+    assert lines["2019-10"].passed and lines["2019-11"].passed
+    assert lines["2019-10"].metadata["source_data_lines"].value == 40
+    assert lines["2019-11"].metadata["source_data_lines"].value == 31
+    assert lines["2019-11"].metadata["rejected_rows"].value == 1
+    share = checks["bronze_rejected_share"]
+    assert share["2019-10"].passed
+    assert share["2019-10"].metadata["rejected_share_percent"].value == 0.0
+    assert not share["2019-11"].passed and share["2019-11"].severity == AssetCheckSeverity.WARN
+    assert share["2019-11"].metadata["rejected_share_percent"].value == round(100 / 31, 4)
+    silver_rows = checks["silver_rows_accounted_for"]
+    assert silver_rows["2019-10"].metadata["bronze_rows"].value == 40
+    assert silver_rows["2019-11"].metadata["bronze_rows"].value == 30
+    assert silver_rows["2019-11"].metadata["silver_rows"].value == 30
+    for month, month_lines in (("2019-10", october), ("2019-11", november)):
+        purchases = [x for x in month_lines if ",purchase," in x]
+        revenue = checks["gold_revenue_matches_silver"][month]
+        assert revenue.passed
+        assert revenue.metadata["gold_purchases"].value == len(purchases)
+        assert revenue.metadata["silver_revenue"].value == str(
+            sum(Decimal(x.split(",")[6]) for x in purchases)
+        )
+        funnel = checks["gold_funnel_matches_silver"][month]
+        assert funnel.metadata["gold_views"].value == sum(",view," in x for x in month_lines)
+    # No number in any result is a JSON blob that a reader would have to decode.
+    for by_month in checks.values():
+        for evaluation in by_month.values():
+            assert all(not isinstance(v.value, dict | list) for v in evaluation.metadata.values())
+
+    # What the UI shows: each built month checked, none "skipped", November's warning failed.
+    statuses = ui_check_statuses(instance)
+    for name in statuses:
+        expected = {"SUCCEEDED": ["2019-10", "2019-11"]}
+        if name == "bronze_rejected_share":
+            expected = {"SUCCEEDED": ["2019-10"], "FAILED": ["2019-11"]}
+        assert statuses[name] == expected, name
+
+    # And each month's materialization holds its own rows, not the run's total.
+    bronze = materializations_by_month(instance, ("bronze", "events"))
+    assert bronze["2019-10"]["dagster/partition_row_count"] == 40
+    assert bronze["2019-11"]["dagster/partition_row_count"] == 30
+    assert bronze["2019-11"]["source_file"] == "2019-Nov.csv"
+    assert bronze["2019-11"]["source_size"].endswith(
+        f"({(landing_dir / '2019-Nov.csv').stat().st_size:,} bytes)"
+    )
+    assert bronze["2019-10"]["source_modified"] == (
+        (landing_dir / "2019-Oct.csv").stat().st_mtime_ns / 1e9
+    )
+    rejected = materializations_by_month(instance, ("bronze", "events_rejected"))
+    assert rejected["2019-10"]["dagster/partition_row_count"] == 0
+    assert rejected["2019-11"]["dagster/partition_row_count"] == 1
+    assert (rejected["2019-11"]["source_data_lines"], rejected["2019-11"]["accepted_rows"]) == (
+        31,
+        30,
+    )
+    silver_events = materializations_by_month(instance, ("silver", "events"))
+    assert silver_events["2019-10"]["dagster/partition_row_count"] == 40
+    assert silver_events["2019-11"]["dagster/row_count"] == 70  # the table's rows, both months
+
+
+@pytest.mark.graph
+def test_a_month_failing_a_blocking_check_in_a_range_run_stops_silver_and_fails_only_itself(
+    landing_dir, settings
+):
+    write_source(landing_dir, "2019-Oct.csv", good_lines(40))
+    november = [*good_lines(18, month="2019-11", start=100), "bad", "worse"]  # 10 % rejected
+    write_source(landing_dir, "2019-Nov.csv", november)
+    instance = DagsterInstance.ephemeral()
+
+    result = run_range(settings, instance, "2019-10", "2019-11")
+
+    assert not result.success
+    share = evaluations_by_month(result)["bronze_rejected_share"]
+    assert share["2019-10"].passed
+    assert not share["2019-11"].passed and share["2019-11"].severity == AssetCheckSeverity.ERROR
+    assert share["2019-11"].metadata["rejected_share_percent"].value == 10.0
+    assert "blocking asset check" in result.failure_data_for_node("bronze_events").error.message
+    assert "silver_events" not in started_steps(result)
+    statuses = ui_check_statuses(instance)
+    assert statuses["bronze_rejected_share"] == {"SUCCEEDED": ["2019-10"], "FAILED": ["2019-11"]}
+    assert statuses["bronze_lines_accounted_for"] == {"SUCCEEDED": ["2019-10", "2019-11"]}
+
+
+@pytest.mark.graph
+def test_a_one_month_run_records_its_checks_under_its_month(landing_dir, settings):
+    write_source(landing_dir, "2019-Oct.csv", good_lines(20))
+    instance = DagsterInstance.ephemeral()
+    result = run_job(settings, instance=instance)
+    assert result.success
+    assert {e.partition for e in result.get_asset_check_evaluations()} == {"2019-10"}
+    assert len(result.get_asset_check_evaluations()) == 6
+    assert all(v == {"SUCCEEDED": ["2019-10"]} for v in ui_check_statuses(instance).values())

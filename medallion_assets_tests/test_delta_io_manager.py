@@ -206,8 +206,25 @@ def test_a_month_range_is_one_commit_replacing_exactly_those_months(tmp_path, re
         402,
         600,
     ]
-    metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
-    assert metadata["rows_per_month"].value == {"2019-11": 2, "2019-12": 1}
+    # Each month's materialization carries that month's own figures, not the run's total.
+    by_month = {
+        m.partition: m.metadata for m in result.asset_materializations_for_node("test__numbers")
+    }
+    assert set(by_month) == {"2019-11", "2019-12"}
+    assert by_month["2019-11"]["dagster/partition_row_count"].value == 2
+    assert by_month["2019-12"]["dagster/partition_row_count"].value == 1
+    live = pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()
+    for month in ("2019-11", "2019-12"):
+        in_month = [p for p in live if f"month={month}-01/" in p]
+        assert by_month[month]["delta/files_written"].value == str(len(in_month))
+    assert by_month["2019-12"]["dagster/row_count"].value == 4  # the table's rows, every month
+    # The run's own view: one table of its months.
+    months = by_month["2019-11"]["months_written"].value
+    assert [(r.data["month"], r.data["rows"]) for r in months.records] == [
+        ("2019-11", 2),
+        ("2019-12", 1),
+    ]
+    assert not any(isinstance(v.value, dict) for v in by_month["2019-12"].values())
 
 
 def write_plans(session, table: Path) -> list[str]:
@@ -356,8 +373,9 @@ def test_a_month_written_empty_replaces_its_rows_and_reads_as_empty(tmp_path, re
     records = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
     assert sorted(records) == [0, 1]
     metadata = result.asset_materializations_for_node("test__numbers")[0].metadata
-    assert metadata["rows_per_month"].value == {"2019-10": 0}
     assert metadata["dagster/partition_row_count"].value == 0
+    assert metadata["delta/files_written"].value == "1"
+    assert "months_written" not in metadata  # one month: its own figures say it all
 
 
 WRITE_SETTINGS = (TIMESTAMP_TYPE_CONF, CONCURRENT_WRITERS_CONF, MAX_PARTITION_BYTES_CONF)

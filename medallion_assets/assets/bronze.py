@@ -33,12 +33,20 @@ from dagster import (
     Config,
     MetadataValue,
     Output,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     multi_asset,
 )
 from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 
-from medallion_assets.assets.tables import OWNERS, blocking_check, delta_table
+from medallion_assets.assets.tables import (
+    OWNERS,
+    blocking_check,
+    delta_table,
+    month_evaluations,
+)
 from medallion_assets.io.delta_io_manager import NoRows
 from medallion_assets.partitions import (
     InvalidPartitionKey,
@@ -206,14 +214,17 @@ def bronze_events(
         # the plan is built: the count holds the GIL between its reads, and building the plan
         # (the first calls into a new JVM) competes with it for the GIL.
         line_counts = {key: pool.submit(count_data_lines, path) for key, path in paths.items()}
-        source_metadata = {
-            "source_files": MetadataValue.json({k: p.name for k, p in paths.items()}),
-            **fingerprint_metadata({k: SourceFingerprint.of(p) for k, p in paths.items()}),
-        }
+        fingerprints = {key: SourceFingerprint.of(path) for key, path in paths.items()}
+        for key in months:
+            for table in (BRONZE_EVENTS, BRONZE_REJECTED):
+                context.add_asset_metadata(
+                    source_file_metadata(key, fingerprints[key]), asset_key=table, partition_key=key
+                )
+        run_metadata = source_files_table(fingerprints) if len(months) > 1 else {}
         # Writing the accepted rows parses every line once. What the reader accepted is then in
         # the Delta log (numRecords per file): no observation rides on the parse, which measured
         # a tenth of bronze's time.
-        yield Output(accepted_events(records), output_name="events", metadata=source_metadata)
+        yield Output(accepted_events(records), output_name="events", metadata=run_metadata)
         data_lines = {key: future.result() for key, future in line_counts.items()}
     accepted_rows = warehouse.month_row_counts(BRONZE_EVENTS, months)
 
@@ -247,17 +258,27 @@ def bronze_events(
         # empty, which replaces the rejects of an earlier run of the same months.
         context.log.info("No rejected lines.")
         frame = NoRows(BRONZE_REJECTED_SCHEMA)
+    # Every line of the file but the header and blank lines, counted from its bytes; the rows
+    # the typed reader accepted; the lines the text pass rejected.
+    lines = {
+        m: {
+            "source_data_lines": data_lines[m],
+            "accepted_rows": accepted_rows[m],
+            "rejected_rows": rejected_counted[m],
+        }
+        for m in months
+    }
+    for month, counts in lines.items():
+        context.add_asset_metadata(
+            {name: MetadataValue.int(n) for name, n in counts.items()},
+            asset_key=BRONZE_REJECTED,
+            partition_key=month,
+        )
     try:
         yield Output(
             frame,
             output_name="events_rejected",
-            metadata={
-                **source_metadata,
-                # Every line of the file but the header and blank lines, counted from its bytes.
-                "source_data_lines": MetadataValue.json(data_lines),
-                "accepted_rows": MetadataValue.json(accepted_rows),
-                "rejected_rows": MetadataValue.json(rejected_counted),
-            },
+            metadata={**run_metadata, **(lines_table(lines) if len(months) > 1 else {})},
         )
     finally:
         if isinstance(frame, DataFrame):
@@ -266,8 +287,89 @@ def bronze_events(
     rejected_rows = warehouse.month_row_counts(BRONZE_REJECTED, months)
     # What each pass counted: the typed reader's rows, and the lines the text pass rejected.
     counted = {m: {"accepted": accepted_rows[m], "rejected": rejected_counted[m]} for m in months}
-    yield lines_accounted_for(months, data_lines, counted, accepted_rows, rejected_rows)
-    yield rejected_share(months, accepted_rows, rejected_rows, warn, fail)
+    yield from month_evaluations(
+        context,
+        {
+            m: lines_accounted_for(
+                data_lines[m], counted[m], accepted_rows[m], rejected_rows[m]
+            )
+            for m in months
+        },
+    )
+    yield from month_evaluations(
+        context,
+        {m: rejected_share(accepted_rows[m], rejected_rows[m], warn, fail) for m in months},
+    )
+
+
+def readable_size(size: int) -> str:
+    """A byte count as people read it: ``5.27 GB (5,268,930,162 bytes)``."""
+    value, unit = float(size), "bytes"
+    for larger in ("kB", "MB", "GB", "TB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, larger
+    if unit == "bytes":
+        return f"{size:,} bytes"
+    return f"{value:.2f} {unit} ({size:,} bytes)"
+
+
+def source_file_metadata(month: str, fingerprint: SourceFingerprint) -> dict[str, object]:
+    """What a month's bronze materializations record of the file they were built from: its name,
+    size and modification time as a reader sees them, and the fingerprint the landing sensor
+    compares with the file it finds (`fingerprint_metadata`, for this month only)."""
+    return {
+        "source_file": MetadataValue.text(fingerprint.file),
+        "source_size": MetadataValue.text(readable_size(fingerprint.size)),
+        "source_modified": MetadataValue.timestamp(fingerprint.mtime_ns / 1e9),
+        **fingerprint_metadata({month: fingerprint}),
+    }
+
+
+_SOURCE_FILES_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("month", "string"),
+        TableColumn("file", "string"),
+        TableColumn("size", "string"),
+        TableColumn("modified (UTC)", "string"),
+    ]
+)
+_LINES_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("month", "string"),
+        TableColumn("source_data_lines", "int"),
+        TableColumn("accepted_rows", "int"),
+        TableColumn("rejected_rows", "int"),
+    ]
+)
+
+
+def _modified(fingerprint: SourceFingerprint) -> str:
+    moment = dt.datetime.fromtimestamp(fingerprint.mtime_ns / 1e9, dt.timezone.utc)
+    return f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+def source_files_table(fingerprints: Mapping[str, SourceFingerprint]) -> dict[str, object]:
+    """The run's months and their files, one row each: for the run's view of a range run (each
+    month's materialization has its own file's entries)."""
+    rows = [
+        TableRecord(
+            {
+                "month": month,
+                "file": fp.file,
+                "size": readable_size(fp.size),
+                "modified (UTC)": _modified(fp),
+            }
+        )
+        for month, fp in sorted(fingerprints.items())
+    ]
+    return {"source_files": MetadataValue.table(rows, schema=_SOURCE_FILES_SCHEMA)}
+
+
+def lines_table(lines: Mapping[str, Mapping[str, int]]) -> dict[str, object]:
+    """Each month's lines and rows, one row per month, for the run's view of a range run."""
+    rows = [TableRecord({"month": month, **counts}) for month, counts in sorted(lines.items())]
+    return {"lines_by_month": MetadataValue.table(rows, schema=_LINES_SCHEMA)}
 
 
 def read_source(session: SparkSession, path: Path) -> DataFrame:
@@ -297,98 +399,71 @@ def _source_path(landing: LandingDirectory, key: str) -> Path:
     return path
 
 
-def _months_text(values: Mapping[str, object]) -> str:
-    return ", ".join(f"{month}: {value}" for month, value in values.items())
-
-
-def _per_month_metadata(name: str, values: Mapping[str, object]) -> dict[str, object]:
-    """Per-month values as metadata a reader sees at a glance: one entry per month (a number,
-    so the UI plots it across runs) when the run has one month, and a table of months otherwise."""
-    if len(values) == 1:
-        return {name: next(iter(values.values()))}
-    return {name: MetadataValue.json(dict(values))}
-
-
 def lines_accounted_for(
-    months: list[str],
-    data_lines: Mapping[str, int],
-    observed: Mapping[str, Mapping[str, object] | None],
-    accepted_rows: Mapping[str, int],
-    rejected_rows: Mapping[str, int],
+    data_lines: int,
+    observed: Mapping[str, int] | None,
+    accepted_rows: int,
+    rejected_rows: int,
 ) -> AssetCheckResult:
-    """accepted + rejected = data lines of the file, and each table holds what its pass counted.
+    """One month: accepted + rejected = data lines of the file, and each table holds what its
+    pass counted.
 
-    ``observed``: per month, what the passes over the file counted — ``accepted``, the rows the
-    typed reader produced, and ``rejected``, the lines the text pass rejected (None when unknown).
+    ``observed``: what the passes over the file counted — ``accepted``, the rows the typed reader
+    produced, and ``rejected``, the lines the text pass rejected (None when unknown).
     """
-    problems: dict[str, str] = {}
-    for m in months:
-        seen = observed.get(m)
-        if seen is None:
-            problems[m] = "Spark did not report the parser's counts"
-        elif accepted_rows[m] + rejected_rows[m] != data_lines[m]:
-            problems[m] = (
-                f"{data_lines[m]} lines in the file, {accepted_rows[m]} + {rejected_rows[m]} rows "
-                "in the tables"
-            )
-        elif (seen["accepted"], seen["rejected"]) != (accepted_rows[m], rejected_rows[m]):
-            problems[m] = (
-                f"the parser accepted {seen['accepted']} and rejected {seen['rejected']}, the "
-                f"tables hold {accepted_rows[m]} and {rejected_rows[m]}"
-            )
+    problem = None
+    if observed is None:
+        problem = "Spark did not report the parser's counts"
+    elif accepted_rows + rejected_rows != data_lines:
+        problem = (
+            f"{data_lines} lines in the file, {accepted_rows} + {rejected_rows} rows in the tables"
+        )
+    elif (observed["accepted"], observed["rejected"]) != (accepted_rows, rejected_rows):
+        problem = (
+            f"the parser accepted {observed['accepted']} and rejected {observed['rejected']}, "
+            f"the tables hold {accepted_rows} and {rejected_rows}"
+        )
     return AssetCheckResult(
         check_name=LINES_ACCOUNTED_FOR,
         asset_key=BRONZE_EVENTS,
-        passed=not problems,
+        passed=problem is None,
         description=(
-            "Lines lost or duplicated: " + _months_text(problems) + "."
-            if problems
+            f"Lines lost or duplicated: {problem}."
+            if problem
             else "Every data line is accounted for."
         ),
         metadata={
-            **_per_month_metadata("source_data_lines", data_lines),
-            **_per_month_metadata("accepted_rows", accepted_rows),
-            **_per_month_metadata("rejected_rows", rejected_rows),
+            "source_data_lines": MetadataValue.int(data_lines),
+            "accepted_rows": MetadataValue.int(accepted_rows),
+            "rejected_rows": MetadataValue.int(rejected_rows),
         },
     )
 
 
 def rejected_share(
-    months: list[str],
-    accepted_rows: Mapping[str, int],
-    rejected_rows: Mapping[str, int],
-    warn: float,
-    fail: float,
+    accepted_rows: int, rejected_rows: int, warn: float, fail: float
 ) -> AssetCheckResult:
-    """WARN above ``warn`` percent of a month's lines rejected, ERROR above ``fail``."""
-    shares = {
-        m: 100.0 * rejected_rows[m] / (accepted_rows[m] + rejected_rows[m])
-        if accepted_rows[m] + rejected_rows[m]
-        else 0.0
-        for m in months
-    }
-    failing = {m: f"{s:.2f} %" for m, s in shares.items() if s > fail}
-    warning = {m: f"{s:.2f} %" for m, s in shares.items() if s > warn}
-    if failing:
+    """One month: WARN above ``warn`` percent of its lines rejected, ERROR above ``fail``."""
+    lines = accepted_rows + rejected_rows
+    share = 100.0 * rejected_rows / lines if lines else 0.0
+    if share > fail:
         severity = AssetCheckSeverity.ERROR
-        description = f"Rejected share above {fail:g} %: " + _months_text(failing) + "."
-    elif warning:
+        description = f"Rejected share {share:.2f} % is above {fail:g} %."
+    elif share > warn:
         severity = AssetCheckSeverity.WARN
-        description = f"Rejected share above {warn:g} %: " + _months_text(warning) + "."
+        description = f"Rejected share {share:.2f} % is above {warn:g} %."
     else:
         severity, description = AssetCheckSeverity.ERROR, "Rejected share within thresholds."
     return AssetCheckResult(
         check_name=REJECTED_SHARE,
         asset_key=BRONZE_EVENTS,
-        passed=not warning,
+        passed=share <= warn,
         severity=severity,
         description=description,
         metadata={
-            **_per_month_metadata(
-                "rejected_share_percent", {m: round(s, 4) for m, s in shares.items()}
-            ),
-            **_per_month_metadata("rejected_rows", rejected_rows),
-            "warn_above_percent": warn,
-            "fail_above_percent": fail,
+            "rejected_share_percent": MetadataValue.float(round(share, 4)),
+            "rejected_rows": MetadataValue.int(rejected_rows),
+            "warn_above_percent": MetadataValue.float(float(warn)),
+            "fail_above_percent": MetadataValue.float(float(fail)),
         },
     )

@@ -27,7 +27,7 @@ preview and the write could share it cost a Spark job more.
 
 
 import decimal
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 from dagster import (
     AssetCheckResult,
@@ -43,21 +43,21 @@ from dagster import (
     TableSchema,
     multi_asset,
 )
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from medallion_assets.assets.silver import SILVER_EVENTS
-from medallion_assets.assets.tables import blocking_check, delta_table
+from medallion_assets.assets.silver import SILVER_EVENTS, month_totals, totals_by_month
+from medallion_assets.assets.tables import blocking_check, delta_table, month_evaluations
 from medallion_assets.io.delta_io_manager import Described
 from medallion_assets.observations import Observed
-from medallion_assets.partitions import key_of_month_value, monthly_partitions
+from medallion_assets.partitions import key_of_month_value, month_start, monthly_partitions
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets.schema import (
     GOLD_DAILY_FUNNEL_SCHEMA,
     GOLD_REVENUE_BY_BRAND_SCHEMA,
 )
-from medallion_assets.transforms import daily_funnel, event_totals, revenue_by_brand
+from medallion_assets.transforms import daily_funnel, revenue_by_brand
 
 GOLD_REVENUE_BY_BRAND = ["gold", "revenue_by_brand"]
 GOLD_DAILY_FUNNEL = ["gold", "daily_funnel"]
@@ -200,10 +200,8 @@ def gold_tables(context: AssetExecutionContext, silver: DataFrame, warehouse: Wa
             "No totals recorded by silver for the files of " + ", ".join(missing)
             + "; counting them on gold's read of silver."
         )
-        source = Observed("gold_in", **event_totals())
-    revenue_out = Observed(
-        "gold_revenue", revenue=F.sum("total_revenue"), purchases=F.sum("purchases")
-    )
+        source = Observed("gold_in", **month_totals(months))
+    revenue_out = Observed("gold_revenue", **per_month(months, REVENUE_SUMS))
     # The preview is read from the rows as written (a few small files), so that the aggregation
     # runs once, for the write, and is not cached for a second use.
     yield Output(
@@ -211,28 +209,76 @@ def gold_tables(context: AssetExecutionContext, silver: DataFrame, warehouse: Wa
         output_name="revenue_by_brand",
         metadata={COLUMN_LINEAGE: REVENUE_BY_BRAND_LINEAGE},
     )
-    funnel_out = Observed(
-        "gold_funnel", views=F.sum("views"), carts=F.sum("carts"), purchases=F.sum("purchases")
-    )
+    funnel_out = Observed("gold_funnel", **per_month(months, FUNNEL_SUMS))
     yield Output(
         funnel_out.attach(daily_funnel(source.attach(silver) if source else silver)),
         output_name="daily_funnel",
         metadata={COLUMN_LINEAGE: DAILY_FUNNEL_LINEAGE},
     )
     if source is None:
-        silver_totals: Mapping[str, object] = summed(recorded.values())
+        silver_totals: Mapping[str, Mapping[str, object] | None] = recorded
         origin = "silver's Delta commit"
     else:
-        silver_totals = source.values() or {}
+        silver_totals = totals_by_month(months, source.values()) or {}
         origin = "gold's read of silver"
-    revenue_totals = revenue_out.values_or_none_written(
+    revenue = revenue_out.values_or_none_written(
         _rows_written(warehouse, GOLD_REVENUE_BY_BRAND, months)
-    )
-    funnel_totals = funnel_out.values_or_none_written(
+    ) or {}
+    funnel = funnel_out.values_or_none_written(
         _rows_written(warehouse, GOLD_DAILY_FUNNEL, months)
+    ) or {}
+    yield from month_evaluations(
+        context,
+        {
+            m: revenue_matches_silver(
+                silver_totals.get(m) or {}, of_month(revenue, m, REVENUE_SUMS), origin
+            )
+            for m in months
+        },
     )
-    yield revenue_matches_silver(silver_totals, revenue_totals or {}, origin)
-    yield funnel_matches_silver(silver_totals, funnel_totals or {}, origin)
+    yield from month_evaluations(
+        context,
+        {
+            m: funnel_matches_silver(
+                silver_totals.get(m) or {}, of_month(funnel, m, FUNNEL_SUMS), origin
+            )
+            for m in months
+        },
+    )
+
+
+# What gold's writes total, from the rows each table receives: the revenue and purchases of
+# revenue_by_brand, the views, carts and purchases of daily_funnel.
+REVENUE_SUMS = {"revenue": "total_revenue", "purchases": "purchases"}
+FUNNEL_SUMS = {"views": "views", "carts": "carts", "purchases": "purchases"}
+
+
+def _month_name(name: str, month: str) -> str:
+    return f"{name}__{month.replace('-', '_')}"
+
+
+def per_month(months: list[str], sums: Mapping[str, str]) -> dict[str, Column]:
+    """Each of ``sums`` (name -> the gold column it adds up) for each month of the run, as named
+    aggregates of one observation; without a filter when the run has one month."""
+    aggregates: dict[str, Column] = {}
+    for month in months:
+        for name, column in sums.items():
+            value = F.col(column)
+            if len(months) > 1:
+                value = F.when(F.col("month") == F.lit(month_start(month)), value)
+            aggregates[_month_name(name, month)] = F.sum(value)
+    return aggregates
+
+
+def of_month(
+    observed: Mapping[str, object], month: str, sums: Mapping[str, str]
+) -> dict[str, object]:
+    """`per_month`'s values for one month; a name Spark did not report is left out."""
+    return {
+        name: observed[_month_name(name, month)]
+        for name in sums
+        if _month_name(name, month) in observed
+    }
 
 
 def _rows_written(warehouse: Warehouse, table: list[str], months: list[str]) -> Callable[[], int]:
@@ -240,22 +286,14 @@ def _rows_written(warehouse: Warehouse, table: list[str], months: list[str]) -> 
     return lambda: sum(warehouse.month_row_counts(table, months).values())
 
 
-def summed(summaries: Iterable[Mapping[str, object] | None]) -> dict[str, object]:
-    """The months' recorded totals added up (revenue as an exact decimal)."""
-    total: dict[str, object] = {"revenue": _ZERO, "purchases": 0, "views": 0, "carts": 0}
-    for summary in summaries:
-        assert summary is not None
-        total["revenue"] += decimal.Decimal(str(summary["revenue"]))
-        for name in ("purchases", "views", "carts"):
-            total[name] += int(summary[name])
-    return total
-
-
 def _totals(observed: Mapping[str, object], names: tuple[str, ...]) -> dict[str, object] | None:
+    """``names`` of ``observed`` as comparable values: revenue an exact decimal (silver's commit
+    records it as text; a sum over no purchases is NULL, zero), counts integers; None when one
+    is missing."""
     if any(name not in observed for name in names):
         return None
     return {
-        name: (observed[name] if observed[name] is not None else _ZERO)
+        name: (decimal.Decimal(str(observed[name])) if observed[name] is not None else _ZERO)
         if name == "revenue"
         else int(observed[name] or 0)
         for name in names
@@ -282,9 +320,11 @@ def _compare(
     for prefix, values in (("gold", found), ("silver", expected)):
         for name, value in (values or {}).items():
             # Exact decimals as text (a float would round them); counts as numbers, plotted.
-            metadata[f"{prefix}_{name}"] = str(value) if name == "revenue" else value
+            metadata[f"{prefix}_{name}"] = (
+                MetadataValue.text(str(value)) if name == "revenue" else MetadataValue.int(value)
+            )
     if origin:
-        metadata["silver_totals_from"] = origin
+        metadata["silver_totals_from"] = MetadataValue.text(origin)
     return AssetCheckResult(
         check_name=check_name,
         asset_key=asset_key,

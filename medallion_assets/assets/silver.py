@@ -44,7 +44,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from medallion_assets.assets.bronze import BRONZE_EVENTS
-from medallion_assets.assets.tables import blocking_check, delta_table
+from medallion_assets.assets.tables import blocking_check, delta_table, month_evaluations
 from medallion_assets.io.delta_io_manager import Summarized
 from medallion_assets.observations import Observed
 from medallion_assets.partitions import month_start, monthly_partitions
@@ -107,13 +107,7 @@ _ZERO = decimal.Decimal("0.00")
 )
 def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: Warehouse):
     months = list(context.partition_keys)
-    kept = Observed(
-        "silver_out",
-        silver_rows=F.count(F.lit(1)),
-        duplicates_removed=F.coalesce(F.sum(F.col(COPIES) - 1), F.lit(0)),
-        events_in_two_months=F.count_if(F.col(MONTH_COLUMN) != F.col(LAST_MONTH)),
-        **month_totals(months),
-    )
+    kept = Observed("silver_out", **month_counts(months), **month_totals(months))
     # The bookkeeping columns are constant within a month; when bronze's log proves it, they stay
     # out of the shuffle.
     constants = warehouse.month_constants(BRONZE_EVENTS, ["_source_file", "_ingested_at"], months)
@@ -136,26 +130,65 @@ def silver_events(context: AssetExecutionContext, bronze: DataFrame, warehouse: 
         output_name="events",
     )
 
-    yield rows_accounted_for(
-        months,
-        kept.values() or {},
-        bronze_rows=bronze_rows,
-        bronze_null_users=bronze_null_users,
-        silver_rows=warehouse.month_row_counts(SILVER_EVENTS, months),
+    observed = kept.values() or {}
+    silver_rows = warehouse.month_row_counts(SILVER_EVENTS, months)
+    yield from month_evaluations(
+        context,
+        {
+            m: rows_accounted_for(
+                counts_of(m, observed),
+                bronze_rows=bronze_rows[m],
+                bronze_null_users=bronze_null_users.get(m),
+                silver_rows=silver_rows[m],
+            )
+            for m in months
+        },
     )
-    yield user_id_not_null(warehouse.month_null_counts(SILVER_EVENTS, "user_id", months))
+    nulls = warehouse.month_null_counts(SILVER_EVENTS, "user_id", months)
+    yield from month_evaluations(context, {m: user_id_not_null(nulls.get(m)) for m in months})
 
 
 def _total_name(name: str, month: str) -> str:
     return f"{name}__{month.replace('-', '_')}"
 
 
+def _in_month(months: list[str], month: str) -> Column | None:
+    """The rows of ``month``; None (every row) when the run has only that month."""
+    return None if len(months) == 1 else F.col(MONTH_COLUMN) == F.lit(month_start(month))
+
+
+def month_counts(months: list[str]) -> dict[str, Column]:
+    """What silver's write counts for its accounting check, for each month of the run: the rows
+    kept, the extra copies of an event removed, and the events bronze holds under two months (an
+    event is counted in both of its months)."""
+    counts: dict[str, Column] = {}
+    for month in months:
+        where = _in_month(months, month)
+        this = F.lit(True) if where is None else where
+        also_later = F.col(LAST_MONTH) == F.lit(month_start(month))
+        counts[_total_name("silver_rows", month)] = F.count_if(this)
+        counts[_total_name("duplicates_removed", month)] = F.coalesce(
+            F.sum(F.when(this, F.col(COPIES) - 1)), F.lit(0)
+        )
+        counts[_total_name("events_in_two_months", month)] = F.count_if(
+            (this | also_later) & (F.col(MONTH_COLUMN) != F.col(LAST_MONTH))
+        )
+    return counts
+
+
+def counts_of(month: str, observed: Mapping[str, object]) -> dict[str, object]:
+    """`month_counts`' values for one month (None where Spark reported nothing)."""
+    return {
+        name: observed.get(_total_name(name, month))
+        for name in ("silver_rows", "duplicates_removed", "events_in_two_months")
+    }
+
+
 def month_totals(months: list[str]) -> dict[str, Column]:
     """`event_totals` for each month of the run, as named aggregates of one observation."""
     totals: dict[str, Column] = {}
     for month in months:
-        where = None if len(months) == 1 else F.col(MONTH_COLUMN) == F.lit(month_start(month))
-        for name, column in event_totals(where).items():
+        for name, column in event_totals(_in_month(months, month)).items():
             totals[_total_name(name, month)] = column
     return totals
 
@@ -179,40 +212,44 @@ def totals_by_month(
 
 
 def rows_accounted_for(
-    months: list[str],
     observed: Mapping[str, object],
     *,
-    bronze_rows: Mapping[str, int],
-    bronze_null_users: Mapping[str, int | None],
-    silver_rows: Mapping[str, int],
+    bronze_rows: int,
+    bronze_null_users: int | None,
+    silver_rows: int,
 ) -> AssetCheckResult:
-    """The run's months together: the observation covers the whole run's rows.
+    """One month: bronze's rows = silver's rows + extra copies removed + rows without a user.
 
-    ``observed`` holds what silver's write counted (``silver_rows``, ``duplicates_removed``,
-    ``events_in_two_months``); the other counts are per month, from the Delta log.
+    ``observed`` holds what silver's write counted for the month (``silver_rows``,
+    ``duplicates_removed``, ``events_in_two_months``); the other counts come from the Delta log.
     """
     problems = []
-    unknown = [m for m in months if bronze_null_users.get(m) is None and bronze_rows.get(m)]
-    read, in_silver = sum(bronze_rows.values()), sum(silver_rows.values())
-    nulls = sum(bronze_null_users.get(m) or 0 for m in months)
-    counts: dict[str, object] = {"bronze_rows": read, "null_user_rows": nulls}
+    nulls = bronze_null_users or 0
+    counts: dict[str, object] = {
+        "bronze_rows": MetadataValue.int(bronze_rows),
+        "null_user_rows": MetadataValue.int(nulls),
+        "silver_table_rows": MetadataValue.int(silver_rows),
+    }
     if any(observed.get(name) is None for name in ("silver_rows", "duplicates_removed")):
         problems.append("Spark did not report the counts of the write")
-    elif unknown:
-        problems.append("bronze's Delta log has no user_id null counts for " + ", ".join(unknown))
+    elif bronze_null_users is None and bronze_rows:
+        problems.append("bronze's Delta log has no user_id null counts for the month")
     else:
         out, dups = int(observed["silver_rows"]), int(observed["duplicates_removed"])
-        counts.update(silver_rows=out, duplicates_removed=dups)
-        if read != out + dups + nulls:
+        counts.update(
+            silver_rows=MetadataValue.int(out), duplicates_removed=MetadataValue.int(dups)
+        )
+        if bronze_rows != out + dups + nulls:
             problems.append(
-                f"{read} rows read != {out} kept + {dups} extra copies + {nulls} without a user"
+                f"{bronze_rows} rows read != {out} kept + {dups} extra copies + {nulls} without "
+                "a user"
             )
-        if in_silver != out:
-            problems.append(f"{out} rows written, silver's table holds {in_silver}")
+        if silver_rows != out:
+            problems.append(f"{out} rows written, silver's table holds {silver_rows}")
         # Bronze keeps a month's events only inside that month, so no event can be in two.
         split = int(observed.get("events_in_two_months") or 0)
         if split:
-            counts["events_in_two_months"] = split
+            counts["events_in_two_months"] = MetadataValue.int(split)
             problems.append(
                 f"{split} events are in bronze under two months, kept once under the earlier"
             )
@@ -221,33 +258,22 @@ def rows_accounted_for(
         asset_key=SILVER_EVENTS,
         passed=not problems,
         description="; ".join(problems) + "." if problems else "Every bronze row is accounted for.",
-        metadata={
-            "months": ", ".join(months),
-            **counts,
-            "silver_table_rows": MetadataValue.json(dict(silver_rows))
-            if len(months) > 1
-            else silver_rows[months[0]],
-        },
+        metadata=counts,
     )
 
 
-def user_id_not_null(nulls: Mapping[str, int | None]) -> AssetCheckResult:
-    unknown = [m for m, n in nulls.items() if n is None]
-    bad = {m: n for m, n in nulls.items() if n}
-    if unknown:
-        description = "No null counts in the Delta log for " + ", ".join(unknown) + "."
-    elif bad:
-        description = "Rows with a null user_id: " + ", ".join(f"{m}: {n}" for m, n in bad.items())
+def user_id_not_null(nulls: int | None) -> AssetCheckResult:
+    """One month: the null counts of ``user_id`` in its committed files are all zero."""
+    if nulls is None:
+        description = "No null counts in the Delta log for the month."
+    elif nulls:
+        description = f"{nulls} rows with a null user_id."
     else:
         description = "No null user_id."
     return AssetCheckResult(
         check_name=USER_ID_NOT_NULL,
         asset_key=SILVER_EVENTS,
-        passed=not unknown and not bad,
+        passed=nulls == 0,
         description=description,
-        metadata={
-            "null_user_id_rows": sum(n or 0 for n in nulls.values())
-            if len(nulls) == 1
-            else MetadataValue.json(dict(nulls)),
-        },
+        metadata={"null_user_id_rows": MetadataValue.int(nulls or 0)},
     )

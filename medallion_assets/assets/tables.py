@@ -6,12 +6,31 @@ first run, and it carries the same kinds (the UI's Spark and Delta Lake icons), 
 ``layer`` tag and its layer's code version. Every table of every layer is declared by
 `delta_table`, so that no layer can drift from the others. Each check is blocking and partitioned
 like its asset, so the UI shows a result per month and a failure stops what depends on the checked
-asset.
+asset; `month_evaluations` records each month's result under that month, whether the run built
+one month or a range of them.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
-from dagster import AssetCheckSpec, AssetKey, AssetOut
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetOut,
+    AssetRecordsFilter,
+    DagsterInstance,
+    Output,
+)
+
+# The one name this needs that Dagster does not export: the link from a check's result to the
+# materialization it checked. Without it the UI takes every partition's result for one of an
+# older materialization, and shows the month as not checked.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from pyspark.sql import types as T
 
 from medallion_assets.partitions import monthly_partitions
@@ -77,4 +96,64 @@ def blocking_check(
         additional_deps=list(additional_deps) or None,
         blocking=True,
         partitions_def=monthly_partitions,
+    )
+
+
+def month_evaluations(
+    context: AssetExecutionContext, results: Mapping[str, AssetCheckResult]
+) -> Iterator[AssetCheckEvaluation | Output]:
+    """Each month's result of one check (``results``: month key -> that month's result, with its
+    own numbers) as an evaluation of that month's partition.
+
+    Why not yield the `AssetCheckResult` itself: Dagster gives a result a partition only in a
+    step of one partition. In a run of several months (`BackfillPolicy.single_run`) it would be
+    recorded once, for no month, and the UI would show every month of the run as not evaluated
+    ("Skipped"). An `AssetCheckEvaluation` carries its partition; Dagster records it as it is and
+    still fails the step after it when it is a failed blocking check of ERROR severity
+    (``dagster/_core/execution/plan/execute_step.py``), which stops what depends on the asset.
+
+    Each evaluation points at the month's materialization of this run (the instance holds it by
+    the time the checks run: the asset's output is yielded first), which the UI requires to show
+    the result as the month's current one. A check not selected for the run is left out.
+    """
+    by_output = context.assets_def.check_specs_by_output_name
+    outputs = {spec.key: (name, spec) for name, spec in by_output.items()}
+    selected = context.selected_asset_check_keys
+    emitted: set[AssetCheckKey] = set()
+    for month, result in results.items():
+        asset_key = AssetKey.from_coercible(result.asset_key)
+        key = AssetCheckKey(asset_key, str(result.check_name))
+        if key not in selected:
+            continue
+        output_name, spec = outputs[key]
+        if key not in emitted:
+            # The check's output, once per step (as Dagster yields it for an `AssetCheckResult`).
+            emitted.add(key)
+            yield Output(None, output_name=output_name)
+        yield AssetCheckEvaluation(
+            asset_key=asset_key,
+            check_name=key.name,
+            passed=result.passed,
+            metadata=result.metadata,
+            severity=result.severity,
+            description=result.description,
+            blocking=spec.blocking,
+            partition=month,
+            target_materialization_data=_latest_materialization(
+                context.instance, asset_key, month
+            ),
+        )
+
+
+def _latest_materialization(
+    instance: DagsterInstance, asset_key: AssetKey, month: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[month]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
     )

@@ -32,7 +32,6 @@ log's partition values.
 import contextlib
 import posixpath
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -41,10 +40,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from dagster import (
     ConfigurableIOManager,
+    DagsterInvariantViolationError,
     InputContext,
     MetadataValue,
     OutputContext,
     ResourceDependency,
+    TableColumn,
+    TableRecord,
+    TableSchema,
 )
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -379,27 +382,32 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         version: int,
     ) -> dict[str, object]:
         """The materialization's metadata: counts from the commit and the log, and, for a
-        `Described` output, what its ``describe`` makes of the run's months as written."""
-        written = sum(f.num_records for f in files)
+        `Described` output, what its ``describe`` makes of the run's months as written.
+
+        What holds for the whole table or the whole commit (the table's rows, its version) is the
+        same in every month's materialization. What is a month's own — its rows, files and bytes
+        — goes into that month's materialization only (`_add_month_metadata`), so that a run of
+        several months shows each month's own figures in the UI's Partitions tab; the run's view
+        gets them as a table of months."""
         table = self.warehouse.open_table(context.asset_key.path)
         metadata: dict[str, object] = {
-            "dagster/row_count": log.row_count(table) if table is not None else written,
-            "dagster/partition_row_count": written,
+            "dagster/row_count": MetadataValue.int(
+                log.row_count(table) if table is not None else sum(f.num_records for f in files)
+            ),
             "dagster/column_schema": table_schema_metadata(output.rows.schema),
             "dagster/table_name": write.name,
             "delta/table_uri": MetadataValue.path(write.table_uri),
-            # Identifiers and counts of files are not measurements: text, so the UI does not
-            # plot them.
+            # An identifier, not a measurement: text, so the UI does not plot it.
             "delta/version": MetadataValue.text(str(version)),
-            "delta/files_written": MetadataValue.text(str(len(files))),
-            "delta/bytes_written": sum(f.size for f in files),
         }
         if write.months:
-            rows: Counter[str] = Counter()
-            for f in files:
-                month = key_of_month_value(f.partition_values[write.partition_column])
-                rows[month] += f.num_records
-            metadata["rows_per_month"] = MetadataValue.json({m: rows[m] for m in write.months})
+            by_month = month_figures(write.months, write.partition_column, files)
+            for month, figures in by_month.items():
+                _add_month_metadata(context, month, figures.metadata())
+            if len(write.months) > 1:
+                metadata["months_written"] = months_table(by_month)
+        else:
+            metadata.update(MonthFigures.of(files).metadata())
         if output.describe is not None:
             written_rows = self.warehouse.read_months(
                 self.spark.spark_session, context.asset_key.path, write.months
@@ -413,6 +421,79 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         return self.warehouse.read_months(
             self.spark.spark_session, context.asset_key.path, months
         )
+
+
+@dataclass(frozen=True)
+class MonthFigures:
+    """What one write put into one month: rows, files and bytes."""
+
+    rows: int = 0
+    files: int = 0
+    bytes: int = 0
+
+    @classmethod
+    def of(cls, files: Sequence[DataFile]) -> "MonthFigures":
+        return cls(
+            rows=sum(f.num_records for f in files),
+            files=len(files),
+            bytes=sum(f.size for f in files),
+        )
+
+    def metadata(self) -> dict[str, MetadataValue]:
+        return {
+            "dagster/partition_row_count": MetadataValue.int(self.rows),
+            # A count of files is not a measurement anyone plots: text.
+            "delta/files_written": MetadataValue.text(str(self.files)),
+            "delta/bytes_written": MetadataValue.int(self.bytes),
+        }
+
+
+def month_figures(
+    months: Sequence[str], partition_column: str, files: Sequence[DataFile]
+) -> dict[str, MonthFigures]:
+    """Each month of the write (every one, an empty month too) and what the write put in it."""
+    grouped: dict[str, list[DataFile]] = {m: [] for m in months}
+    for f in files:
+        grouped[key_of_month_value(f.partition_values[partition_column])].append(f)
+    return {m: MonthFigures.of(grouped[m]) for m in months}
+
+
+_MONTHS_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("month", "string"),
+        TableColumn("rows", "int"),
+        TableColumn("files", "int"),
+        TableColumn("bytes", "int"),
+    ]
+)
+
+
+def months_table(by_month: Mapping[str, MonthFigures]) -> MetadataValue:
+    """The write's months as one table, for the run's own view of a write of several months
+    (its output's event in the run's log, shared by every month)."""
+    return MetadataValue.table(
+        [
+            TableRecord({"month": m, "rows": f.rows, "files": f.files, "bytes": f.bytes})
+            for m, f in by_month.items()
+        ],
+        schema=_MONTHS_SCHEMA,
+    )
+
+
+def _add_month_metadata(context: OutputContext, month: str, metadata: Mapping[str, object]) -> None:
+    """Metadata for the materialization of one month only.
+
+    `OutputContext.add_output_metadata` reaches every month's materialization alike; the step's
+    context records metadata for one partition (`add_asset_metadata` with ``partition_key``,
+    which Dagster merges over the output's metadata for that partition's materialization). An
+    output context built outside a step (a direct test of the IO manager) has no step and no
+    materialization to add to.
+    """
+    try:
+        step = context.step_context
+    except DagsterInvariantViolationError:
+        return
+    step.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=month)
 
 
 def _provenance(context: OutputContext, write: _Write) -> dict[str, str]:
