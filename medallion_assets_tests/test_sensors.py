@@ -30,6 +30,7 @@ from dagster import (
 
 from medallion_assets.assets.bronze import BRONZE_EVENTS
 from medallion_assets.automation.landing_sensor import (
+    REQUESTED_BECAUSE_TAG,
     SENSOR_NAME,
     SOURCE_FILE_TAG,
     SensorState,
@@ -148,8 +149,33 @@ def test_a_finished_file_gets_one_run_of_its_month_on_the_first_tick(ticks, name
     assert request.partition_key == key
     assert request.run_key == f"{name}:{info.st_mtime_ns}:{info.st_size}"
     assert request.tags[SOURCE_FILE_TAG] == name
+    # The run says why the tick requested it: the UI shows such a tick with its runs only.
+    assert request.tags[REQUESTED_BECAUSE_TAG] == f"{key} has not been built"
     [logged] = ticks.logged(f"Requesting a run for {key} from {name}: ")
     assert f"{key} has not been built" in logged
+
+
+def test_a_tick_that_requests_nothing_says_what_it_decided_for_each_file_and_month(
+    ticks, instance
+):
+    assert ticks().skip_reason.skip_message == (
+        "No new month to process: the landing directory is empty."
+    )
+    october = write(ticks.landing / "2019-Oct.csv")
+    run_id = record_build(
+        instance, "2019-10", fingerprint_metadata({"2019-10": SourceFingerprint.of(october)})
+    )
+    write(ticks.landing / "2019-Nov.csv", mtime=ticks.now)  # still arriving
+    write(ticks.landing / "notes.txt")
+
+    message = ticks().skip_reason.skip_message
+
+    assert message == (
+        "No new month to process. 2019-Nov.csv (2019-11) waiting to settle; "
+        f"2019-Oct.csv: 2019-10 already built from this very file by run {run_id[:8]} "
+        "(same name, size and mtime); "
+        "notes.txt: name not recognised (expected YYYY-Mon.csv or YYYY-MM.csv, optionally .gz)."
+    )
 
 
 def test_the_runs_are_of_the_job_that_materializes_the_whole_graph(defs):

@@ -73,6 +73,9 @@ from medallion_assets.resources.landing import (
 
 SENSOR_NAME = "landing_csv_sensor"
 SOURCE_FILE_TAG = "medallion/source_file"
+# Why the tick requested the run ("2019-10 has not been built"): the UI shows a tick that requested
+# runs with no message of its own, only the runs, and each run shows its tags.
+REQUESTED_BECAUSE_TAG = "medallion/requested_because"
 CURSOR_VERSION = 2
 # Bronze's materialization metadata before it recorded fingerprints: {month: file name}.
 LEGACY_SOURCE_FILES_METADATA = "source_files"
@@ -358,7 +361,7 @@ def scan_landing(
             RunRequest(
                 run_key=run_key,
                 partition_key=key,
-                tags={SOURCE_FILE_TAG: chosen},
+                tags={SOURCE_FILE_TAG: chosen, REQUESTED_BECAUSE_TAG: requested[chosen]},
             )
         )
     return Scan(
@@ -371,12 +374,16 @@ def scan_landing(
 
 
 def _summary(scan: Scan) -> str:
+    """The message of a tick that requested nothing, shown on its row in the UI: every file it
+    looked at, with its month and what the tick made of it."""
     parts = []
-    if scan.waiting:
-        parts.append("waiting for " + ", ".join(scan.waiting) + " to settle")
-    if scan.skipped:
-        parts.append(f"skipped {len(scan.skipped)}: " + ", ".join(sorted(scan.skipped)))
-    return "No new month to process" + (" (" + "; ".join(parts) + ")" if parts else "") + "."
+    for name in sorted(scan.waiting):
+        parts.append(f"{name} ({partition_key_from_file_name(name)}) waiting to settle")
+    for name, reason in sorted(scan.skipped.items()):
+        parts.append(f"{name}: {reason}")
+    if not parts:
+        return "No new month to process: the landing directory is empty."
+    return "No new month to process. " + "; ".join(parts) + "."
 
 
 def build_landing_sensor(*, interval_seconds: int, settle_seconds: float) -> SensorDefinition:
