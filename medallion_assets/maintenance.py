@@ -22,14 +22,26 @@ a broken table. Only files older than any write can be are safe to treat as orph
 retention also keeps the replaced versions readable by time travel for that long. A shorter
 retention is refused unless ``allow_short_retention`` says the caller knows no write is running.
 
+That knowledge is checked where it can be: the runs of this Dagster instance that have not
+finished (queued, starting, running, cancelling — the landing sensor's runs, a backfill, another
+maintenance run's compaction) may be writing. Just before each table's vacuum, the retention is
+raised to cover the oldest of them since it started, plus an hour (delta-rs counts whole hours,
+measured from its own clock a moment later), up to the default: a write's files are all younger
+than its run, so none of them is vacuumed, while a crash's leftovers older than every running run
+still go. A run left STARTED by a killed process holds the retention up until it is marked
+finished (the run's page: *Terminate*), never beyond the default. Writers outside this instance
+are not seen: for them the caller's word is all there is.
+
 ``dry_run`` lists what would be removed and compacted without touching anything. The schedule
 (weekly, Sunday 03:00 UTC) is stopped by default: turn it on in the UI once the warehouse is in
 real use.
 """
 
 import datetime as dt
+import math
 import posixpath
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import pyarrow.fs as pafs
@@ -37,6 +49,7 @@ from dagster import (
     AssetKey,
     AssetObservation,
     Config,
+    DagsterRunStatus,
     DefaultScheduleStatus,
     Failure,
     MetadataValue,
@@ -44,6 +57,7 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
+    RunsFilter,
     ScheduleDefinition,
     job,
     op,
@@ -71,6 +85,14 @@ DEFAULT_RETENTION_HOURS = 168
 DEFAULT_TARGET_FILE_SIZE = 100 * 1024 * 1024
 # How deep under the warehouse root tables are looked for (``<layer>/<name>`` is depth 2).
 MAX_TABLE_DEPTH = 4
+# Runs that may be writing files no commit names yet, or may start doing so at any moment.
+UNFINISHED_RUN_STATUSES = [
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
 
 
 class DeltaMaintenanceConfig(Config):
@@ -118,9 +140,12 @@ class TableMaintenance:
     partitions_skipped: list[str] = field(default_factory=list)
     files_vacuumed: int = 0
     staging_dirs_removed: int = 0
+    # The retention applied: the configured one, or longer to spare the runs not finished.
+    retention_hours: int = 0
 
     def metadata(self) -> dict[str, object]:
         return {
+            "retention_hours": self.retention_hours,
             "live_files_before": self.live_files_before,
             "live_files_after": self.live_files_after,
             "files_compacted": self.files_compacted,
@@ -172,15 +197,33 @@ def _target_size(table: DeltaTable, configured: int | None) -> int:
     return int(raw) if raw and str(raw).isdigit() else DEFAULT_TARGET_FILE_SIZE
 
 
+def retention_sparing(
+    configured_hours: int, writing_since: dt.datetime | None, now: dt.datetime
+) -> int:
+    """The retention (whole hours) that spares every file written since ``writing_since``, the
+    start of the oldest run that may be writing: the configured one if that is long enough,
+    never more than the default (which already assumes no write lasts longer)."""
+    if writing_since is None or configured_hours >= DEFAULT_RETENTION_HOURS:
+        return configured_hours
+    age_hours = max((now - writing_since).total_seconds(), 0.0) / 3600
+    # One hour more: delta-rs takes whole hours and counts from its own, slightly later, clock.
+    needed = math.ceil(age_hours) + 1
+    return max(configured_hours, min(needed, DEFAULT_RETENTION_HOURS))
+
+
 def maintain_table(
     table_uri: str,
     config: DeltaMaintenanceConfig,
     *,
     now: dt.datetime | None = None,
     custom_metadata: dict[str, str] | None = None,
+    writing_since: Callable[[], dt.datetime | None] | None = None,
 ) -> TableMaintenance:
-    """Compact, vacuum and clear stale staging directories of one table."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    """Compact, vacuum and clear stale staging directories of one table.
+
+    ``writing_since`` tells, when asked just before the vacuum, since when a write may have been
+    in progress (None: no write is); the retention is raised to spare its files and its staging
+    directory (`retention_sparing`)."""
     report = TableMaintenance(table=table_uri)
     table = open_table(table_uri, config.storage_options)
     if table is None:
@@ -212,8 +255,13 @@ def maintain_table(
             if metrics.get("numFilesRemoved"):
                 report.partitions_compacted.append(label)
 
+    # Asked after compaction, which can take long, and right before the files are listed.
+    now = now or dt.datetime.now(dt.timezone.utc)
+    since = writing_since() if writing_since is not None else None
+    retention = retention_sparing(config.retention_hours, since, now)
+    report.retention_hours = retention
     vacuumed = table.vacuum(
-        retention_hours=config.retention_hours,
+        retention_hours=retention,
         dry_run=config.dry_run,
         enforce_retention_duration=not config.allow_short_retention,
         full=True,
@@ -222,7 +270,7 @@ def maintain_table(
     report.files_vacuumed = len(vacuumed)
 
     fs, _ = filesystem_for(table_uri)
-    stale = stale_staging_dirs(table_uri, now - dt.timedelta(hours=config.retention_hours))
+    stale = stale_staging_dirs(table_uri, now - dt.timedelta(hours=retention))
     if not config.dry_run:
         for directory in stale:
             fs.delete_dir(directory)
@@ -231,6 +279,31 @@ def maintain_table(
     table.update_incremental()
     report.live_files_after = len(live_files(table))
     return report
+
+
+def unfinished_runs(
+    context: OpExecutionContext,
+) -> tuple[dt.datetime | None, list[str]]:
+    """When the oldest run of the instance that has not finished (other than this one) started —
+    or, for one not started yet, now: it has written nothing — and those runs' ids."""
+    records = context.instance.get_run_records(
+        filters=RunsFilter(statuses=UNFINISHED_RUN_STATUSES)
+    )
+    now = dt.datetime.now(dt.timezone.utc)
+    since: dt.datetime | None = None
+    ids = []
+    for record in records:
+        if record.dagster_run.run_id == context.run_id:
+            continue
+        ids.append(record.dagster_run.run_id)
+        if record.start_time is not None:
+            started = dt.datetime.fromtimestamp(record.start_time, dt.timezone.utc)
+        elif record.dagster_run.status == DagsterRunStatus.STARTING:
+            started = record.create_timestamp.astimezone(dt.timezone.utc)
+        else:
+            started = now
+        since = started if since is None else min(since, started)
+    return since, ids
 
 
 @op(
@@ -262,12 +335,28 @@ def maintain_delta_tables(
     context.log.info(f"{len(tables)} Delta table(s) under {root}: {', '.join(tables) or '-'}")
     reports: dict[str, TableMaintenance] = {}
     failures: dict[str, str] = {}
+    warned: set[str] = set()
+
+    def writing_since() -> dt.datetime | None:
+        since, ids = unfinished_runs(context)
+        if since is not None and config.retention_hours < DEFAULT_RETENTION_HOURS and (
+            set(ids) - warned
+        ):
+            warned.update(ids)
+            context.log.warning(
+                f"{len(ids)} run(s) not finished ({', '.join(i[:8] for i in ids)}), the oldest "
+                f"since {since:%Y-%m-%d %H:%M:%S} UTC: files written since then may belong to a "
+                "write in progress and are kept (the retention applied is in each table's report)."
+            )
+        return since
+
     for relative in tables:
         try:
             report = maintain_table(
                 posixpath.join(root, relative),
                 config,
                 custom_metadata={"dagster_run_id": context.run_id, "dagster_job": JOB_NAME},
+                writing_since=writing_since,
             )
         except Exception as error:  # one broken table must not stop the others' maintenance
             failures[relative] = f"{type(error).__name__}: {error}"

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from dagster import (
     AssetIn,
     BackfillPolicy,
+    Config,
     DagsterInstance,
     DefaultScheduleStatus,
     Definitions,
@@ -73,11 +74,11 @@ def contents(table: Path) -> pl.DataFrame:
     return frame.sort(frame.columns)
 
 
-def run_maintenance(defs: Definitions, **config):
+def run_maintenance(defs: Definitions, instance: DagsterInstance | None = None, **config):
     job = defs.resolve_job_def("delta_maintenance")
     return job.execute_in_process(
         run_config={"ops": {"maintain_delta_tables": {"config": config}}},
-        instance=DagsterInstance.ephemeral(),
+        instance=instance or DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
 
@@ -224,3 +225,85 @@ def test_the_schedule_is_weekly_stopped_by_default_and_runs_the_job(defs):
     )
     (request,) = tick.run_requests
     assert request.run_config in ({}, None)  # the safe defaults
+
+
+class MonthRows(Config):
+    rows: int
+
+
+@asset(key=["test", "monthly"], partitions_def=monthly_partitions,
+       metadata={"partition_expr": "month"})
+def monthly(config: MonthRows, spark: SparkSessionResource):
+    """October as ``config.rows`` rows, written by the project's IO manager."""
+    return spark.spark_session.range(config.rows).select(
+        F.col("id").alias("value"), F.lit(dt.date(2019, 10, 1)).alias("month")
+    ).repartition(2)
+
+
+def monthly_run(warehouse: Path, instance: DagsterInstance, rows: int):
+    session = SparkSessionResource()
+    store = Warehouse(root_uri=str(warehouse))
+    return materialize(
+        [monthly],
+        resources={"spark": session, "warehouse": store,
+                   "io_manager": SparkDeltaIOManager(spark=session, warehouse=store)},
+        partition_key="2019-10",
+        run_config={"ops": {"test__monthly": {"config": {"rows": rows}}}},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def test_a_vacuum_during_a_write_deletes_no_file_its_commit_names(
+    tmp_path, spark, defs, monkeypatch
+):
+    """Maintenance may run while a run writes: the weekly schedule does not wait for the landing
+    sensor's runs. The write's files sit in the month directory, named by no commit, until the
+    write commits; a vacuum that removed them then would leave the new version pointing at
+    missing files — a table no reader can read.
+
+    The race needs a retention shorter than the write's files are old. They are seconds old, and
+    delta-rs counts retention in whole hours, so only a retention of 0 h can reach them: the test
+    uses it (allowed explicitly, as an operator clearing a crash's leftovers would do). The
+    maintenance run happens at the pinned moment — files moved into the month directory, commit
+    not made — and both runs are in one Dagster instance, as the schedule's run and the sensor's
+    are under `make dev`.
+    """
+    warehouse = tmp_path / "wh"
+    table = warehouse / "test" / "monthly"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert monthly_run(warehouse, instance, 300).success  # the previous version
+        # A crash's leftover from two hours before the write below began: no run in progress
+        # can have written it, so maintenance still removes it.
+        old_orphan = write_file(table, "2019-10-01", [99])
+        two_hours_ago = time.time() - 2 * 3600
+        os.utime(table / old_orphan, (two_hours_ago, two_hours_ago))
+
+        import medallion_assets.io.delta_io_manager as io_manager
+
+        commit_files = io_manager.commit_files
+        seen: dict[str, object] = {}
+
+        def vacuum_then_commit(*args, **kwargs):
+            seen["in_flight"] = files_on_disk(table) - live(table) - {old_orphan}
+            seen["maintenance"] = run_maintenance(
+                defs, instance, warehouse_dir=str(warehouse), retention_hours=0,
+                allow_short_retention=True,
+            )
+            seen["kept"] = {f for f in seen["in_flight"] if (table / f).exists()}
+            return commit_files(*args, **kwargs)
+
+        monkeypatch.setattr(io_manager, "commit_files", vacuum_then_commit)
+        written = monthly_run(warehouse, instance, 500)
+
+    assert seen["maintenance"].success
+    assert seen["in_flight"]  # the write's files, moved in, named by no commit yet
+    assert seen["kept"] == seen["in_flight"]
+    assert not (table / old_orphan).exists()
+    assert written.success
+    latest = live(table)
+    assert latest >= seen["in_flight"]
+    assert all((table / f).exists() for f in latest)
+    assert sorted(pl.read_delta(str(table))["value"].to_list()) == list(range(500))
