@@ -12,7 +12,11 @@ import gc
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from medallion_assets.assets import bronze, gold, silver
-from medallion_assets.automation.alerts import AlertChannels, failure_alert_sensor
+from medallion_assets.automation.alerts import (
+    AlertChannels,
+    build_alert_retry_sensor,
+    failure_alert_sensor,
+)
 from medallion_assets.automation.deadlines import (
     MonthDeadline,
     build_deadline_check,
@@ -47,6 +51,7 @@ def build_defs(settings: Settings) -> Definitions:
             ),
             build_deadline_sensor(deadline=deadline, first_month=settings.first_month),
             failure_alert_sensor,
+            build_alert_retry_sensor(settings.alert_retry_seconds),
         ],
         schedules=[medallion_monthly_schedule, delta_maintenance_schedule],
         resources={

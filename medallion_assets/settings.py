@@ -194,6 +194,18 @@ class Settings(BaseModel):
     smtp_password: str | None = _setting(
         None, "MEDALLION_SMTP_PASSWORD", "SMTP password; a secret.", secret=True
     )
+    alert_retry_seconds: int = _setting(
+        60, "MEDALLION_ALERT_RETRY_SECONDS",
+        "Wait before retrying an alert that a channel did not accept, doubled after each failed "
+        "retry up to an hour; the retry sensor looks this often. At least 1.",
+        ge=1,
+    )
+    alert_retry_hours: float = _setting(
+        24.0, "MEDALLION_ALERT_RETRY_HOURS",
+        "How long after a run failed its alert is retried; then it is given up, as an error in "
+        "the retry sensor's tick. More than 0.",
+        gt=0, allow_inf_nan=False,
+    )
 
     # -- tools (make dev) ------------------------------------------------------------------------
     dagster_home: str = _setting(

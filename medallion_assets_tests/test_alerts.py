@@ -1,8 +1,13 @@
 """Failure alerts, sent for real: the project's job fails in a Dagster instance on disk, and the
 alert sensor is evaluated on that failed run against an HTTP server and an SMTP server that the
 tests start on 127.0.0.1. The channels are the sensor's `AlertChannels` resource, built here
-from `Settings` as `build_defs` builds it, or directly."""
+from `Settings` as `build_defs` builds it, or directly.
 
+The sensors record what they did as tags of the failed run, so each test reads its own copy of a
+failed run (`copy_of`): one test's alert never hides another's.
+"""
+
+import datetime as dt
 import json
 import logging
 import re
@@ -14,11 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 from dagster import AssetCheckSeverity, build_run_status_sensor_context, instance_for_test
+from dagster._core.utils import make_new_run_id
 
 from medallion_assets.automation.alerts import (
     AlertChannels,
-    AlertDeliveryError,
     failure_alert_sensor,
+    retry_pending_alerts,
 )
 from medallion_assets.definitions import build_defs
 from medallion_assets.settings import Settings
@@ -61,10 +67,37 @@ def failed_check_run(tmp_path_factory, spark):
         yield instance, result
 
 
-class Webhook:
-    """A real HTTP endpoint that records what it is sent and answers with ``status``."""
+def copy_of(instance, result, into=None) -> str:
+    """A copy of a failed run under a new run id, in the same instance or ``into`` another one:
+    its run record (without its job's snapshots, which alerts do not read) and its event log.
+    Nothing has alerted for it yet."""
+    into = into or instance
+    run = instance.get_run_by_id(result.run_id)
+    run_id = make_new_run_id()
+    into.add_run(
+        run._replace(run_id=run_id, job_snapshot_id=None, execution_plan_snapshot_id=None)
+    )
+    for record in instance.get_records_for_run(run_id=result.run_id, limit=100_000).records:
+        into.store_event(record.event_log_entry._replace(run_id=run_id))
+    return run_id
 
-    def __init__(self):
+
+def alert_tags(instance, run_id) -> dict[str, str]:
+    tags = instance.get_run_by_id(run_id).tags
+    return {k: v for k, v in tags.items() if k.startswith("medallion/alert")}
+
+
+@pytest.fixture
+def own_instance():
+    with instance_for_test() as instance:
+        yield instance
+
+
+class Webhook:
+    """A real HTTP endpoint that records what it is sent and answers with ``status``. Given a
+    ``port``, it listens there (a port another webhook left, to bring an endpoint back)."""
+
+    def __init__(self, port: int = 0):
         self.requests: list[tuple[str, dict, bytes]] = []
         self.status = 200
         hook = self
@@ -80,7 +113,7 @@ class Webhook:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -119,23 +152,34 @@ def smtp_server():
 
 
 def evaluate(instance, result, alerts: AlertChannels, sensor=failure_alert_sensor, logged=None):
-    """Evaluate the sensor as the daemon does for a failed run, from the stored run, with
-    ``alerts`` as its resource; what it logs is appended to ``logged``."""
+    """Evaluate the sensor as the daemon does for a failed run, on a fresh copy of ``result``'s
+    run, with ``alerts`` as its resource; what it logs is appended to ``logged``. The copy's run
+    id."""
+    run_id = copy_of(instance, result)
+    evaluate_run(instance, run_id, result, alerts, sensor=sensor, logged=logged)
+    return run_id
+
+
+def evaluate_run(instance, run_id, result, alerts, sensor=failure_alert_sensor, logged=None):
     context = build_run_status_sensor_context(
         sensor_name=sensor.name,
         dagster_event=result.get_run_failure_event(),
         dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(result.run_id),
+        dagster_run=instance.get_run_by_id(run_id),
         resources={"alerts": alerts},
     )
     if logged is not None:
+        context.log.addHandler(Collect(logged))
+    sensor(context)
 
-        class Collect(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                logged.append(record.getMessage())
 
-        context.log.addHandler(Collect())
-    return sensor(context)
+class Collect(logging.Handler):
+    def __init__(self, logged: list[str]):
+        super().__init__()
+        self.logged = logged
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.logged.append(f"{record.levelname}: {record.getMessage()}")
 
 
 def test_a_failed_run_posts_job_partition_step_error_and_a_link(failed_runs, webhook):
@@ -144,7 +188,7 @@ def test_a_failed_run_posts_job_partition_step_error_and_a_link(failed_runs, web
         Settings(alert_webhook_url=webhook.url, webserver_url="http://dagster.internal:3000/")
     )
 
-    evaluate(instance, final, alerts)
+    run_id = evaluate(instance, final, alerts)
 
     assert len(webhook.requests) == 1
     path, headers, body = webhook.requests[0]
@@ -155,14 +199,23 @@ def test_a_failed_run_posts_job_partition_step_error_and_a_link(failed_runs, web
     assert "Partition: 2019-10" in text
     assert "Failed step: bronze_events" in text
     assert "No source file for month 2019-10" in text and str(landing / "2019-Oct.csv") in text
-    assert f"Run: http://dagster.internal:3000/runs/{final.run_id}" in text
+    assert f"Run: http://dagster.internal:3000/runs/{run_id}" in text
     assert "Failed check:" not in text  # no check ran: bronze never got its file
+    assert "Sent late" not in text
+    assert alert_tags(instance, run_id) == {
+        "medallion/alert": "delivered",
+        "medallion/alert/webhook": "delivered",
+        "medallion/alert/webhook/attempts": "1",
+        "medallion/alert/webhook/last_try": alert_tags(instance, run_id)[
+            "medallion/alert/webhook/last_try"
+        ],
+    }
 
 
 def test_a_run_stopped_by_a_check_names_the_failed_check(failed_check_run, webhook):
     instance, result = failed_check_run
 
-    evaluate(instance, result, AlertChannels(webhook_url=webhook.url))
+    run_id = evaluate(instance, result, AlertChannels(webhook_url=webhook.url))
 
     lines = json.loads(webhook.requests[0][2])["text"].splitlines()
     failed = [
@@ -174,7 +227,7 @@ def test_a_run_stopped_by_a_check_names_the_failed_check(failed_check_run, webho
     line = f"Failed check: {check.check_name} on bronze/events: {check.description}"
     # One line for the failed check only, between the error and the link to the run.
     assert [x for x in lines if x.startswith("Failed check:")] == [line]
-    assert lines[-2] == line and lines[-1] == f"Run: http://127.0.0.1:3000/runs/{result.run_id}"
+    assert lines[-2] == line and lines[-1] == f"Run: http://127.0.0.1:3000/runs/{run_id}"
     assert re.search(r"\b10(\.0+)? ?%", line), line  # the share a reader acts on: 10 of 100 lines
     assert any(x.startswith("Partition: 2019-10") for x in lines)
 
@@ -182,11 +235,11 @@ def test_a_run_stopped_by_a_check_names_the_failed_check(failed_check_run, webho
 def test_the_run_link_defaults_to_the_local_webserver(failed_runs, webhook):
     instance, final, _, _ = failed_runs
 
-    evaluate(instance, final, AlertChannels.from_settings(Settings(alert_webhook_url=webhook.url)))
-
-    assert (
-        f"http://127.0.0.1:3000/runs/{final.run_id}" in json.loads(webhook.requests[0][2])["text"]
+    run_id = evaluate(
+        instance, final, AlertChannels.from_settings(Settings(alert_webhook_url=webhook.url))
     )
+
+    assert f"http://127.0.0.1:3000/runs/{run_id}" in json.loads(webhook.requests[0][2])["text"]
 
 
 def test_a_run_that_dagster_will_retry_does_not_alert(failed_runs, webhook):
@@ -196,8 +249,9 @@ def test_a_run_that_dagster_will_retry_does_not_alert(failed_runs, webhook):
     assert instance.get_run_by_id(retried.run_id).tags["dagster/will_retry"] == "true"
     assert instance.get_run_by_id(final.run_id).tags["dagster/will_retry"] == "false"
 
-    evaluate(instance, retried, alerts)
+    retried_copy = evaluate(instance, retried, alerts)
     assert webhook.requests == []
+    assert alert_tags(instance, retried_copy) == {}
 
     evaluate(instance, final, alerts)
     assert len(webhook.requests) == 1
@@ -207,10 +261,11 @@ def test_with_no_channel_configured_a_failed_run_is_only_logged(failed_runs, web
     instance, final, _, _ = failed_runs
     logged: list[str] = []
 
-    evaluate(instance, final, AlertChannels.from_settings(Settings()), logged=logged)
+    run_id = evaluate(instance, final, AlertChannels.from_settings(Settings()), logged=logged)
 
     assert webhook.requests == []
-    assert f"Run {final.run_id} failed; no alert channel configured" in " ".join(logged)
+    assert f"Run {run_id} failed; no alert channel configured" in " ".join(logged)
+    assert alert_tags(instance, run_id) == {}
 
 
 def test_the_alert_sensor_of_the_definitions_uses_the_channels_of_its_settings(
@@ -227,11 +282,11 @@ def test_the_alert_sensor_of_the_definitions_uses_the_channels_of_its_settings(
     sensor = defs.resolve_sensor_def("medallion_failure_alerts")
     assert sensor.required_resource_keys == {"alerts"}
 
-    evaluate(instance, final, defs.resources["alerts"], sensor=sensor)
+    run_id = evaluate(instance, final, defs.resources["alerts"], sensor=sensor)
 
     [(path, _, body)] = webhook.requests
     assert path == SECRET_PATH
-    assert f"Run: https://dagster.example.com/runs/{final.run_id}" in json.loads(body)["text"]
+    assert f"Run: https://dagster.example.com/runs/{run_id}" in json.loads(body)["text"]
 
 
 def test_an_email_goes_through_a_real_smtp_server(failed_runs, smtp_server):
@@ -244,7 +299,7 @@ def test_an_email_goes_through_a_real_smtp_server(failed_runs, smtp_server):
         smtp_from="medallion@example.com",
     )
 
-    evaluate(instance, final, AlertChannels.from_settings(settings))
+    run_id = evaluate(instance, final, AlertChannels.from_settings(settings))
 
     (envelope,) = mailbox.messages
     assert envelope.mail_from == "medallion@example.com"
@@ -253,7 +308,8 @@ def test_an_email_goes_through_a_real_smtp_server(failed_runs, smtp_server):
     assert message["Subject"] == "Dagster run failed: medallion_monthly for 2019-10"
     body = message.get_payload(decode=True).decode()
     assert "Failed step: bronze_events" in body
-    assert f"/runs/{final.run_id}" in body
+    assert f"/runs/{run_id}" in body
+    assert alert_tags(instance, run_id)["medallion/alert/email"] == "delivered"
 
 
 def test_smtp_credentials_are_never_sent_without_tls(failed_runs, smtp_server):
@@ -266,17 +322,23 @@ def test_smtp_credentials_are_never_sent_without_tls(failed_runs, smtp_server):
         smtp_user="alerts",
         smtp_password="hunter2",
     )
+    logged: list[str] = []
 
-    with pytest.raises(Exception, match="refusing to send the password") as error:
-        evaluate(instance, final, alerts)
+    run_id = evaluate(instance, final, alerts, logged=logged)
 
-    assert "hunter2" not in str(error.value)
+    tags = alert_tags(instance, run_id)
+    assert tags["medallion/alert/email"] == "pending"
+    assert "refusing to send the password" in tags["medallion/alert/email/last_error"]
     assert mailbox.messages == []
+    assert "hunter2" not in json.dumps(tags) and "hunter2" not in " ".join(logged)
 
 
-def test_a_refused_alert_fails_the_evaluation_without_revealing_the_webhook_url(
+def test_a_refused_alert_is_kept_pending_in_the_run_without_revealing_the_webhook_url(
     failed_runs, webhook, smtp_server
 ):
+    """The evaluation does not fail (Dagster would not evaluate the run again anyway): the
+    refused channel is recorded as pending on the run, for the retry sensor, and the tick's log
+    says so, naming the webhook by scheme, host and port only."""
     instance, final, _, _ = failed_runs
     mailbox, port = smtp_server
     webhook.status = 500
@@ -285,14 +347,90 @@ def test_a_refused_alert_fails_the_evaluation_without_revealing_the_webhook_url(
         smtp_host="127.0.0.1",
         smtp_port=port,
         smtp_to=["data-oncall@example.com"],
+        retry_seconds=90,
+    )
+    logged: list[str] = []
+
+    run_id = evaluate(instance, final, alerts, logged=logged)
+
+    tags = alert_tags(instance, run_id)
+    assert tags["medallion/alert"] == "pending"
+    assert tags["medallion/alert/webhook"] == "pending"
+    assert tags["medallion/alert/webhook/attempts"] == "1"
+    host = webhook.url.removesuffix(SECRET_PATH)
+    assert tags["medallion/alert/webhook/last_error"] == f"webhook {host} answered HTTP 500"
+    # The other channel was still tried: the alert reached the mailbox, once.
+    assert tags["medallion/alert/email"] == "delivered"
+    assert len(mailbox.messages) == 1
+    [warning] = [line for line in logged if line.startswith("WARNING")]
+    tried = dt.datetime.fromisoformat(tags["medallion/alert/webhook/last_try"])
+    next_try = (tried + dt.timedelta(seconds=90)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f"not accepted by webhook (attempt 1): webhook {host} answered HTTP 500" in warning
+    assert f"medallion_alert_retries tries again at {next_try}" in warning
+    everything = json.dumps(tags) + " ".join(logged)
+    assert SECRET_PATH not in everything and "not-to-be-logged" not in everything
+
+
+def test_a_channel_that_accepted_the_alert_is_not_sent_it_again(failed_runs, webhook):
+    """A daemon that stopped after an evaluation but before moving the sensor's cursor evaluates
+    the same run again: the run's tags say the webhook has the alert already."""
+    instance, final, _, _ = failed_runs
+    alerts = AlertChannels(webhook_url=webhook.url)
+    run_id = evaluate(instance, final, alerts)
+    logged: list[str] = []
+
+    evaluate_run(instance, run_id, final, alerts, logged=logged)
+
+    assert len(webhook.requests) == 1
+    assert f"Alert for failed run {run_id} already handled" in " ".join(logged)
+
+
+def test_the_retry_sends_the_same_alert_marked_late_once_the_webhook_accepts_it(
+    failed_runs, webhook, own_instance
+):
+    """In an instance of its own: a retry pass looks at every pending alert of its instance."""
+    shared, final, _, _ = failed_runs
+    instance = own_instance
+    webhook.status = 503
+    alerts = AlertChannels(webhook_url=webhook.url, retry_seconds=60)
+    run_id = copy_of(shared, final, into=instance)
+    evaluate_run(instance, run_id, final, alerts)
+    [(_, _, refused)] = webhook.requests
+    tags = alert_tags(instance, run_id)
+    tried = dt.datetime.fromisoformat(tags["medallion/alert/webhook/last_try"])
+    webhook.status = 200
+    logged: list[str] = []
+    log = logging.getLogger(f"test_alerts.retry.{run_id}")
+    log.setLevel(logging.INFO)
+    log.addHandler(Collect(logged))
+
+    # Not due yet: nothing is sent.
+    early = retry_pending_alerts(
+        instance, alerts, log, now=lambda: tried + dt.timedelta(seconds=59)
+    )
+    assert early == ([], [], []) and len(webhook.requests) == 1
+    sent, pending, abandoned = retry_pending_alerts(
+        instance, alerts, log, now=lambda: tried + dt.timedelta(seconds=60)
     )
 
-    with pytest.raises(AlertDeliveryError, match="HTTP 500") as error:
-        evaluate(instance, final, alerts)
+    assert sent == [f"run {run_id} by webhook"] and pending == abandoned == []
+    [_, (_, _, body)] = webhook.requests
+    first, late = json.loads(refused)["text"].splitlines(), json.loads(body)["text"].splitlines()
+    # The copy's record has no end time: its alert counts from the copy's creation.
+    failed_at = instance.get_run_record_by_id(run_id).create_timestamp.astimezone(dt.timezone.utc)
+    assert late[:-1] == [
+        *first[:-1],
+        f"Sent late: the run failed at {failed_at:%Y-%m-%d %H:%M:%S} UTC.",
+    ]
+    assert late[-1] == first[-1] == f"Run: http://127.0.0.1:3000/runs/{run_id}"
+    tags = alert_tags(instance, run_id)
+    assert tags["medallion/alert"] == tags["medallion/alert/webhook"] == "delivered"
+    assert tags["medallion/alert/webhook/attempts"] == "2"
+    assert f"Alert for failed run {run_id} sent by webhook (attempt 2)." in " ".join(logged)
 
-    assert SECRET_PATH not in str(error.value) and "not-to-be-logged" not in str(error.value)
-    # The other channel was still tried: the alert reached the mailbox.
-    assert len(mailbox.messages) == 1
+    # Delivered: no later pass sends it again.
+    retry_pending_alerts(instance, alerts, log, now=lambda: tried + dt.timedelta(days=2))
+    assert len(webhook.requests) == 2
 
 
 def test_a_resource_given_a_webhook_that_is_not_http_does_not_use_it(failed_runs, tmp_path):
@@ -300,9 +438,9 @@ def test_a_resource_given_a_webhook_that_is_not_http_does_not_use_it(failed_runs
     other way (its config, an `EnvVar` whose value changed) is refused when the alert is due."""
     instance, final, _, _ = failed_runs
 
-    refused = r"must be an http\(s\) URL, not file://\."
-    with pytest.raises(AlertDeliveryError, match=refused) as error:
-        evaluate(instance, final, AlertChannels(webhook_url=f"file://{tmp_path}/sink"))
+    run_id = evaluate(instance, final, AlertChannels(webhook_url=f"file://{tmp_path}/sink"))
 
-    assert "sink" not in str(error.value)
+    error = alert_tags(instance, run_id)["medallion/alert/webhook/last_error"]
+    assert re.search(r"must be an http\(s\) URL, not file://\.", error), error
+    assert "sink" not in error
     assert not (tmp_path / "sink").exists()

@@ -40,6 +40,8 @@ PARSED = [
     ("MEDALLION_SMTP_FROM", "medallion@example.com", "smtp_from", "medallion@example.com"),
     ("MEDALLION_SMTP_USER", "alerts", "smtp_user", "alerts"),
     ("MEDALLION_SMTP_PASSWORD", PASSWORD, "smtp_password", PASSWORD),
+    ("MEDALLION_ALERT_RETRY_SECONDS", "15", "alert_retry_seconds", 15),
+    ("MEDALLION_ALERT_RETRY_HOURS", "1.5", "alert_retry_hours", 1.5),
     ("DAGSTER_HOME", "/srv/dagster", "dagster_home", "/srv/dagster"),
 ]
 
