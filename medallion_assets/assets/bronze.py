@@ -363,7 +363,7 @@ def source_files_table(fingerprints: Mapping[str, SourceFingerprint]) -> dict[st
         )
         for month, fp in sorted(fingerprints.items())
     ]
-    return {"source_files": MetadataValue.table(rows, schema=_SOURCE_FILES_SCHEMA)}
+    return {"source_files_by_month": MetadataValue.table(rows, schema=_SOURCE_FILES_SCHEMA)}
 
 
 def lines_table(lines: Mapping[str, Mapping[str, int]]) -> dict[str, object]:
