@@ -562,6 +562,12 @@ def test_a_two_month_run_records_each_months_checks_and_rows_under_that_month(
     assert bronze["2019-10"]["source_modified"] == (
         (landing_dir / "2019-Oct.csv").stat().st_mtime_ns / 1e9
     )
+    # The run's own view of its months (the same in both months' materializations).
+    files = bronze["2019-10"]["source_files_by_month"].records
+    assert [(r.data["month"], r.data["file"]) for r in files] == [
+        ("2019-10", "2019-Oct.csv"),
+        ("2019-11", "2019-Nov.csv"),
+    ]
     rejected = materializations_by_month(instance, ("bronze", "events_rejected"))
     assert rejected["2019-10"]["dagster/partition_row_count"] == 0
     assert rejected["2019-11"]["dagster/partition_row_count"] == 1
@@ -569,6 +575,11 @@ def test_a_two_month_run_records_each_months_checks_and_rows_under_that_month(
         31,
         30,
     )
+    table = rejected["2019-11"]["lines_by_month"].records
+    assert [(r.data["month"], r.data["rejected_rows"]) for r in table] == [
+        ("2019-10", 0),
+        ("2019-11", 1),
+    ]
     silver_events = materializations_by_month(instance, ("silver", "events"))
     assert silver_events["2019-10"]["dagster/partition_row_count"] == 40
     assert silver_events["2019-11"]["dagster/row_count"] == 70  # the table's rows, both months
