@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 from medallion_assets.delta.commit import commit_files, describe_file
 from medallion_assets.delta.log import filesystem_for, table_version
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
+from medallion_assets.maintenance import DEFAULT_RETENTION_HOURS, retention_sparing
 from medallion_assets.partitions import monthly_partitions
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.warehouse import Warehouse
@@ -307,3 +308,19 @@ def test_a_vacuum_during_a_write_deletes_no_file_its_commit_names(
     assert latest >= seen["in_flight"]
     assert all((table / f).exists() for f in latest)
     assert sorted(pl.read_delta(str(table))["value"].to_list()) == list(range(500))
+
+
+def test_a_short_retention_covers_every_unfinished_run_but_never_exceeds_the_default():
+    """The rule that spares a write in progress: files written since the oldest unfinished run
+    started are younger than the retention applied (whole hours, one more for delta-rs's later
+    clock); a run stuck for longer than the default retention does not hold cleanup up beyond
+    it, and a configured retention is never shortened."""
+    now = dt.datetime(2024, 1, 7, 3, tzinfo=dt.timezone.utc)
+    ago = lambda **kw: now - dt.timedelta(**kw)  # noqa: E731
+    assert retention_sparing(0, None, now) == 0  # nothing running: the caller's word
+    assert retention_sparing(0, now, now) == 1  # queued, nothing written yet
+    assert retention_sparing(0, ago(seconds=30), now) == 2
+    assert retention_sparing(5, ago(seconds=30), now) == 5
+    assert retention_sparing(0, ago(hours=72), now) == 73
+    assert retention_sparing(0, ago(days=30), now) == DEFAULT_RETENTION_HOURS
+    assert retention_sparing(200, ago(days=1), now) == 200
