@@ -58,10 +58,7 @@ def build_defs(settings: Settings) -> Definitions:
             "spark": spark,
             "landing": LandingDirectory(path=settings.landing_dir),
             "warehouse": warehouse,
-            "thresholds": QualityThresholds(
-                rejected_warn_percent=settings.rejected_warn_percent,
-                rejected_fail_percent=settings.rejected_fail_percent,
-            ),
+            "thresholds": QualityThresholds.of_settings(settings),
             "alerts": AlertChannels.from_settings(settings),
             "io_manager": SparkDeltaIOManager(spark=spark, warehouse=warehouse),
         },

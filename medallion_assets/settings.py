@@ -134,6 +134,24 @@ class Settings(BaseModel):
         "below the warning share.",
         ge=0, le=100, allow_inf_nan=False,
     )
+    volume_warn_percent: float = _setting(
+        50.0, "MEDALLION_VOLUME_WARN_PERCENT",
+        "A month's accepted rows, and silver's purchase revenue, WARN when they deviate from the "
+        "median of the months built before it by more than this (percent, either way).",
+        ge=0, allow_inf_nan=False,
+    )
+    volume_fail_drop_percent: float = _setting(
+        80.0, "MEDALLION_VOLUME_FAIL_DROP_PERCENT",
+        "They fail (blocking what is built from them) when they fall below that median by more "
+        "than this (percent, 0-100).",
+        ge=0, le=100, allow_inf_nan=False,
+    )
+    revenue_change_notice_percent: float = _setting(
+        0.1, "MEDALLION_REVENUE_CHANGE_NOTICE_PERCENT",
+        "A rebuilt month whose total purchase revenue moves by more than this share (percent) "
+        "sends one notice to the alert channels.",
+        ge=0, allow_inf_nan=False,
+    )
 
     # -- the landing sensor ----------------------------------------------------------------------
     sensor_interval_seconds: int = _setting(
