@@ -11,6 +11,8 @@ each wait is seen exactly as Dagster asked for it.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import time
 from pathlib import Path
 
@@ -28,9 +30,12 @@ from medallion_assets.resources.thresholds import QualityThresholds
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import (
     BASE_DELAY_SECONDS,
+    INTERRUPTED,
     MAX_RETRIES,
     SPARK_RETRY_POLICY,
     deterministic_failure,
+    interrupts_stop_the_step,
+    stops_when_interrupted,
 )
 from medallion_assets_tests.source_lines import good_lines, retried_steps, write_source
 
@@ -259,3 +264,49 @@ def test_the_policy_retries_any_error_but_a_deterministic_failure(
     assert not result.success
     assert attempts(result, "always_fails") == expected_attempts
     assert len(clock.sleeps) == expected_attempts - 1
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["bare step", "interrupts_stop_the_step"])
+def test_an_interrupt_is_retried_by_dagster_unless_the_step_stops_on_it(guarded, clock):
+    """Ctrl-C inside a step with a retry policy: as Dagster 1.13 is, the step is retried and the
+    run succeeds as if nobody had asked it to stop; under `interrupts_stop_the_step` (what the IO
+    manager and the Spark assets run under) the step fails once, saying why, and the run fails.
+    Should Dagster stop retrying interrupts, the first case fails and the guard can go."""
+    interrupts = []
+
+    @op(retry_policy=SPARK_RETRY_POLICY)
+    def interrupted_once():
+        if not interrupts:
+            interrupts.append(1)
+            with interrupts_stop_the_step() if guarded else contextlib.nullcontext():
+                raise KeyboardInterrupt
+
+    @job
+    def interrupted():
+        interrupted_once()
+
+    result = interrupted.execute_in_process(raise_on_error=False)
+
+    if guarded:
+        assert not result.success
+        assert attempts(result, "interrupted_once") == 1
+        [failure] = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+        assert INTERRUPTED in str(failure.event_specific_data.error)
+    else:
+        assert result.success
+        assert attempts(result, "interrupted_once") == 2
+
+
+def test_a_wrapped_step_body_keeps_its_signature_and_its_yields():
+    """`stops_when_interrupted` on a generator body: Dagster still sees the body's parameters,
+    and everything it yields comes through."""
+
+    def body(context, upstream):
+        yield upstream + 1
+        yield upstream + 2
+
+    wrapped = stops_when_interrupted(body)
+    assert list(inspect.signature(wrapped).parameters) == ["context", "upstream"]
+    assert inspect.isgeneratorfunction(wrapped)
+    assert list(wrapped(None, 1)) == [2, 3]
+    assert stops_when_interrupted(lambda value: value * 2)(21) == 42

@@ -62,6 +62,7 @@ from medallion_assets.io.session_settings import session_settings
 from medallion_assets.partitions import key_of_month_value, month_value
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.warehouse import MissingUpstreamData, Warehouse, spark_path
+from medallion_assets.retries import interrupts_stop_the_step
 from medallion_assets.schema import MONTH_COLUMN, table_schema_metadata
 
 STAGING_DIR = "_staging"
@@ -337,10 +338,18 @@ class SparkDeltaIOManager(ConfigurableIOManager):
            and, for a `Described` output, from the run's months read back as written.
 
         If anything fails before the commit, the files this write created are deleted and the
-        table stays at its previous version; the staging directory goes in any case.
+        table stays at its previous version; the staging directory goes in any case. An interrupt
+        (Ctrl-C, a termination request) fails the step for good: Dagster would otherwise retry it
+        (`medallion_assets.retries.interrupts_stop_the_step`).
         """
         if obj is None:
             return
+        with interrupts_stop_the_step():
+            self._write(context, obj)
+
+    def _write(
+        self, context: OutputContext, obj: DataFrame | NoRows | Summarized | Described
+    ) -> None:
         output = _Output.of(context, obj)
         write = self._begin(context)
         try:
@@ -418,9 +427,10 @@ class SparkDeltaIOManager(ConfigurableIOManager):
     # -- reading ---------------------------------------------------------------------------------
     def load_input(self, context: InputContext) -> DataFrame:
         months = list(context.asset_partition_keys) if context.has_asset_partitions else None
-        return self.warehouse.read_months(
-            self.spark.spark_session, context.asset_key.path, months
-        )
+        with interrupts_stop_the_step():
+            return self.warehouse.read_months(
+                self.spark.spark_session, context.asset_key.path, months
+            )
 
 
 @dataclass(frozen=True)
