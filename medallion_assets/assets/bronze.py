@@ -15,6 +15,8 @@ No Spark observation rides on the parse: one measured a tenth of bronze's time.
   bronze/events_rejected holds exactly the lines the text pass rejected.
 - ``bronze_rejected_share``: the share of rejected lines; WARN above one threshold, ERROR (which
   stops silver and gold) above another (defaults 0 % and 5 %).
+- ``bronze_rows_in_line``: the month's accepted rows against the median of the months built
+  before it, from bronze's Delta log (`medallion_assets.assets.in_line`).
 """
 
 
@@ -41,12 +43,14 @@ from dagster import (
 from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 
+from medallion_assets.assets.in_line import in_line
 from medallion_assets.assets.tables import (
     OWNERS,
     blocking_check,
     delta_table,
     month_evaluations,
 )
+from medallion_assets.delta.month_history import month_rows
 from medallion_assets.io.delta_io_manager import NoRows
 from medallion_assets.partitions import (
     InvalidPartitionKey,
@@ -81,6 +85,7 @@ BRONZE_REJECTED = ["bronze", "events_rejected"]
 
 LINES_ACCOUNTED_FOR = "bronze_lines_accounted_for"
 REJECTED_SHARE = "bronze_rejected_share"
+ROWS_IN_LINE = "bronze_rows_in_line"
 
 # The first node of the lineage: an external asset, which Dagster shows but never materializes.
 # A definition rather than a bare `AssetSpec`: `load_assets_from_modules` loads definitions and
@@ -170,6 +175,16 @@ class BronzeConfig(Config):
                 "Share of the month's lines that bronze rejected: WARN above the warning "
                 "threshold (default 0 %), ERROR above the failing threshold (default 5 %), which "
                 "stops silver and gold for the run."
+            ),
+        ),
+        blocking_check(
+            ROWS_IN_LINE,
+            asset=BRONZE_EVENTS,
+            description=(
+                "The month's accepted rows against the median of the (up to 12) months built "
+                "before it: WARN beyond the allowed deviation either way (default 50 %), ERROR "
+                "on a drop beyond the failing one (default 80 %). Passes while fewer than 3 "
+                "months were built before it."
             ),
         ),
     ],
@@ -299,6 +314,24 @@ def bronze_events(
     yield from month_evaluations(
         context,
         {m: rejected_share(accepted_rows[m], rejected_rows[m], warn, fail) for m in months},
+    )
+    # Every month's rows as the log holds them after this write: the run's earlier months
+    # count as history of its later ones.
+    built = month_rows(warehouse.open_table(BRONZE_EVENTS), MONTH_COLUMN)
+    yield from month_evaluations(
+        context,
+        {
+            m: in_line(
+                check_name=ROWS_IN_LINE,
+                asset_key=BRONZE_EVENTS,
+                what="accepted rows",
+                month=m,
+                values={**built, m: accepted_rows[m]},
+                warn=thresholds.volume_warn_percent,
+                fail_drop=thresholds.volume_fail_drop_percent,
+            )
+            for m in months
+        },
     )
 
 

@@ -23,6 +23,13 @@ Besides the IO manager's metadata, each materialization reports its column linea
 README lists it), and revenue_by_brand shows its top brands as a table, read back from the rows
 written (`Described`) rather than computed beside the write: caching the aggregate so that the
 preview and the write could share it cost a Spark job more.
+
+A rebuilt month's revenue_by_brand says what changed against the version it replaces: rows,
+purchase revenue and purchases before → after and the ten brands whose revenue moved most,
+aggregated by Spark from the replaced version's files (`medallion_assets.assets.rebuild_changes`);
+a first build says so. When a month's revenue moved by more than
+``MEDALLION_REVENUE_CHANGE_NOTICE_PERCENT``, the alert channels get one notice
+(`medallion_assets.automation.change_notices`).
 """
 
 
@@ -46,16 +53,22 @@ from dagster import (
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from medallion_assets.assets.rebuild_changes import MonthChange, read_previous, revenue_changes
 from medallion_assets.assets.silver import SILVER_EVENTS, month_totals, totals_by_month
 from medallion_assets.assets.tables import blocking_check, delta_table, month_evaluations
+from medallion_assets.automation.alerts import AlertChannels
+from medallion_assets.automation.change_notices import notify
+from medallion_assets.delta.month_history import month_files
 from medallion_assets.io.delta_io_manager import Described
 from medallion_assets.observations import Observed
 from medallion_assets.partitions import key_of_month_value, month_start, monthly_partitions
+from medallion_assets.resources.thresholds import QualityThresholds
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY
 from medallion_assets.schema import (
     GOLD_DAILY_FUNNEL_SCHEMA,
     GOLD_REVENUE_BY_BRAND_SCHEMA,
+    MONTH_COLUMN,
 )
 from medallion_assets.transforms import daily_funnel, revenue_by_brand
 
@@ -187,8 +200,33 @@ def top_brands_metadata(revenue: DataFrame) -> dict[str, MetadataValue]:
     pool="spark",
     retry_policy=SPARK_RETRY_POLICY,
 )
-def gold_tables(context: AssetExecutionContext, silver: DataFrame, warehouse: Warehouse):
+def gold_tables(
+    context: AssetExecutionContext,
+    silver: DataFrame,
+    warehouse: Warehouse,
+    thresholds: QualityThresholds,
+    alerts: AlertChannels,
+):
     months = list(context.partition_keys)
+    # The files of the months this write replaces, named by the log before it commits; they stay
+    # on storage after it, for the comparison of the months as they were and as written.
+    previous_files = month_files(
+        warehouse.open_table(GOLD_REVENUE_BY_BRAND),
+        warehouse.table_uri(GOLD_REVENUE_BY_BRAND),
+        MONTH_COLUMN,
+        months,
+    )
+    changes: dict[str, MonthChange] = {}
+
+    def describe(written: DataFrame) -> dict[str, object]:
+        previous = read_previous(written.sparkSession, previous_files)
+        changes.update(revenue_changes(months, previous, written, set(previous_files)))
+        for month, change in changes.items():
+            context.add_asset_metadata(
+                change.metadata(), asset_key=GOLD_REVENUE_BY_BRAND, partition_key=month
+            )
+        return top_brands_metadata(written)
+
     # Silver's totals as its write observed them, recorded in its commit for exactly the files
     # read here; a month without them (silver rewritten since, or by an older version) is counted
     # on the funnel's scan instead.
@@ -205,7 +243,7 @@ def gold_tables(context: AssetExecutionContext, silver: DataFrame, warehouse: Wa
     # The preview is read from the rows as written (a few small files), so that the aggregation
     # runs once, for the write, and is not cached for a second use.
     yield Output(
-        Described(revenue_out.attach(revenue_by_brand(silver)), describe=top_brands_metadata),
+        Described(revenue_out.attach(revenue_by_brand(silver)), describe=describe),
         output_name="revenue_by_brand",
         metadata={COLUMN_LINEAGE: REVENUE_BY_BRAND_LINEAGE},
     )
@@ -214,6 +252,13 @@ def gold_tables(context: AssetExecutionContext, silver: DataFrame, warehouse: Wa
         funnel_out.attach(daily_funnel(source.attach(silver) if source else silver)),
         output_name="daily_funnel",
         metadata={COLUMN_LINEAGE: DAILY_FUNNEL_LINEAGE},
+    )
+    notify(
+        list(changes.values()),
+        percent=thresholds.revenue_change_notice_percent,
+        channels=alerts,
+        run_id=context.run.run_id,
+        log=context.log,
     )
     if source is None:
         silver_totals: Mapping[str, Mapping[str, object] | None] = recorded

@@ -102,3 +102,15 @@ def recorded(
         if not remaining:
             break
     return found
+
+
+def recorded_for_live_files(
+    table: DeltaTable | None, partition_column: str, months: Sequence[str] | None = None
+) -> dict[str, dict[str, object] | None]:
+    """`recorded` for the files the table's snapshot holds for each month (every month it holds
+    when ``months`` is None): what its writers recorded of the months as they are now."""
+    if table is None:
+        return dict.fromkeys(months or (), None)
+    paths = table.get_add_actions(flatten=True).column("path").to_pylist()
+    by_month = files_by_month(paths, partition_column)
+    return recorded(table, sorted(by_month) if months is None else months, by_month)
