@@ -43,21 +43,29 @@ EVENT_FIELDS = [
     T.StructField("user_session", T.StringType(), True),
 ]
 
-# How Spark's CSV reader reads a source file. Every column is typed by the reader itself (the
-# fastest way Spark has to parse CSV). Price is read wider than it is stored so that a third
-# decimal or a value too large is seen and rejected, not rounded away.
-SOURCE_PRICE_TYPE = T.DecimalType(18, 8)
+# How Spark's CSV reader reads a source file. The reader splits the line and types `event_time`
+# itself; the other fields stay text. Its number parsers normalise silently what they read: a
+# DECIMAL loses every comma ("12,50" -> 1250.00) and takes "+1.5", "1e3", ".5", "-0.00" and
+# digits of any script, a LONG takes "+5", "007" and "١٢٣", and a value with more decimals than
+# the type holds is rounded. So the numbers are typed after the split, by the project's own rule
+# for the one form each is written in (`transforms.exact_integer`, `transforms.exact_price`).
 SOURCE_FIELDS_SCHEMA = T.StructType(
     [
-        T.StructField(f.name, SOURCE_PRICE_TYPE if f.name == "price" else f.dataType, True)
+        T.StructField(f.name, f.dataType if f.name == "event_time" else T.StringType(), True)
         for f in EVENT_FIELDS
     ]
 )
-SOURCE_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss z"
+# The suffix is a literal, and the time is read in UTC: the pattern letter `z` takes any zone
+# ("PST", "CEST", "Etc/UTC", "+00:00") and converts the time to UTC, so a line from a writer in
+# another zone would be accepted with no sign of it, and an abbreviation such as "CST" names more
+# than one zone (Java picks one). The literal matches in any case: "utc" is still UTC.
+SOURCE_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss 'UTC'"
 _SOURCE_CSV_FORMAT: dict[str, str] = {
     # RFC 4180: a quote inside a quoted field is written twice (Spark's default is a backslash).
     "escape": '"',
     "timestampFormat": SOURCE_TIME_FORMAT,
+    # The zone the pattern's time is in, whatever the Spark session's time zone.
+    "timeZone": "UTC",
     # Without this a time in another format would be guessed at rather than rejected.
     "enableDateTimeParsingFallback": "false",
 }

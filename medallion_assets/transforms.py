@@ -4,12 +4,13 @@ Nothing here knows about Dagster or Delta, so every rule can be tested on a hand
 rows. Every function is lazy: it only builds a plan, and the IO manager's write runs it.
 
 Bronze is parsed by Spark's own CSV reader with the declared schema (`SOURCE_FIELDS_SCHEMA`): it
-types every field as it splits the line, which is the cheapest parse Spark has. Its mode
-(`SOURCE_CSV_OPTIONS`) drops any line it cannot type or whose field count is not nine, rather than
-padding a short line with nulls or cutting off the surplus fields of a long one. `valid_events`
-adds the row rules the reader cannot know (event type, month window, non-negative price with at
-most two decimals, required fields, text that was not UTF-8), as plain comparisons on typed values:
-no regular expression and no reason text is computed for a valid line.
+splits the line and types ``event_time`` as it goes, which is the cheapest parse Spark has. Its
+mode (`SOURCE_CSV_OPTIONS`) drops any line whose time it cannot type or whose field count is not
+nine, rather than padding a short line with nulls or cutting off the surplus fields of a long one.
+`valid_events` adds the row rules the reader cannot know (event type, month window, required
+fields, text that was not UTF-8) and types the numbers itself: a value is read exactly as written,
+or its line is rejected (`exact_integer`, `exact_price`). No reason text is computed for a valid
+line.
 
 The rejected lines and their reasons (`rejected_lines`) come from a second read of the file as raw
 lines, which bronze makes only when the first pass kept fewer rows than the file has data lines.
@@ -46,16 +47,21 @@ from medallion_assets.schema import (
     SOURCE_HEADER,
     SOURCE_LINE_OPTIONS,
     SOURCE_READ_SCHEMA,
-    SOURCE_TIME_FORMAT,
 )
 
 VALID = "_valid"
 LINE = "_line"
 _RAW = "_raw"
 _TYPED = "_typed"
-_INT_RE = r"^-?[0-9]{1,19}$"
-_PRICE_RE = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
-_MAX_PRICE = 10**10  # DECIMAL(12,2): ten digits before the point
+_TIME = "_event_time"
+# The one form each number of the source is written in. `\z` is the very end of the text (`$`
+# would also match before a final line break, which the casts below would then trim away).
+# An integer: an optional minus, no leading zero, at most 19 digits (the LONG range is checked by
+# the cast).
+INTEGER_TEXT = r"^(0|-?[1-9][0-9]{0,18})\z"
+# A price: no sign, no leading zero, at most ten digits before the point (DECIMAL(12,2)), and when
+# there is a point, one or two digits after it.
+PRICE_TEXT = r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?\z"
 _SECONDS_PER_DAY = 86_400
 _BOM = "\ufeff"
 # What a decoder puts in place of bytes that are not UTF-8.
@@ -84,17 +90,45 @@ def _month_bounds(month: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return utc(month), utc(next_month(month))
 
 
+def exact_integer(text: Column) -> Column:
+    """The LONG a source field (text) holds, or null when the field is not written as the source
+    writes an integer (`INTEGER_TEXT`) or lies outside the LONG range.
+
+    Not Spark's cast nor its CSV reader alone: the cast trims spaces and drops a fraction
+    ("1.9" -> 1), the reader takes "+5", "007" and digits of other scripts ("١٢٣" -> 123); each
+    would store a value the file does not hold as written.
+    """
+    return F.when(text.rlike(INTEGER_TEXT), text.try_cast(T.LongType()))
+
+
+def exact_price(text: Column) -> Column:
+    """The DECIMAL(12,2) a source field (text) holds, or null when the field is not written as the
+    source writes a price (`PRICE_TEXT`): a non-negative amount with at most two decimals.
+
+    Not Spark's CSV reader: it drops every comma of a DECIMAL ("12,50" -> 1250.00, "1,2,3" ->
+    123.00), takes "+1.5", "1e3", ".5", "-0.00" and digits of other scripts, and rounds decimals
+    the type cannot hold ("1.000000001" -> 1.00). Nor the cast alone, which trims spaces and rounds
+    a third decimal.
+    """
+    return F.when(text.rlike(PRICE_TEXT), text.try_cast(PRICE_TYPE))
+
+
 def valid_event(month: dt.date, *, corrupt_record: bool = True) -> Column:
     """True for a typed record (`SOURCE_FIELDS_SCHEMA`) that belongs in bronze/events for
     ``month``; with ``corrupt_record``, for a record of `SOURCE_READ_SCHEMA`, whose
     ``_corrupt_record`` holds the raw line when the reader could not type it.
 
-    Every term is a comparison on a value the reader has already typed, so a valid line costs no
-    string work beyond the replacement-character search in its four free-text fields.
+    The numbers are judged on their text: one regular expression each (and, for an integer, a cast
+    that checks its range), the cheapest exact test Spark has, compiled once per task. The cast of
+    an accepted value to its type is left to `accepted_events`, which only sees valid rows.
     """
     c = F.col
     lo, hi = _month_bounds(month)
-    price = c("price")
+
+    def integer_ok(name: str, required: bool) -> Column:
+        exact = c(name).rlike(INTEGER_TEXT) & c(name).try_cast(T.LongType()).isNotNull()
+        return exact if required else c(name).isNull() | exact
+
     text_ok = [
         F.coalesce(~F.contains(c(name), F.lit(_REPLACEMENT)), F.lit(True))
         for name in _STRING_FIELDS
@@ -103,10 +137,10 @@ def valid_event(month: dt.date, *, corrupt_record: bool = True) -> Column:
         (c("event_time") >= F.lit(lo))
         & (c("event_time") < F.lit(hi))
         & c("event_type").isin(*EVENT_TYPES)
-        & c("product_id").isNotNull()
-        & (price >= 0)
-        & (price < _MAX_PRICE)
-        & (price == F.round(price, 2))
+        & integer_ok("product_id", required=True)
+        & integer_ok("category_id", required=False)
+        & c("price").rlike(PRICE_TEXT)
+        & integer_ok("user_id", required=False)
     )
     if corrupt_record:
         rule = c(CORRUPT_RECORD).isNull() & rule
@@ -139,7 +173,9 @@ def valid_events(
 
 
 def accepted_events(records: DataFrame) -> DataFrame:
-    """The valid rows of `valid_events`, in the `bronze/events` schema."""
+    """The valid rows of `valid_events`, in the `bronze/events` schema: each number cast from its
+    text to its type, which `valid_event` has already found it is written exactly as (a cast that
+    failed here would fail the write, not store a null)."""
     return conform(records.where(F.col(VALID)), BRONZE_EVENTS_SCHEMA)
 
 
@@ -192,7 +228,8 @@ def rejected_lines(lines: DataFrame, *, month: dt.date, source_file: str) -> Dat
     typed = data.select(
         LINE, F.from_csv(line, _ddl(SOURCE_READ_SCHEMA), SOURCE_LINE_OPTIONS).alias(_TYPED)
     ).select(LINE, f"{_TYPED}.*")
-    rejected = typed.where(~valid_event(month)).select(LINE)
+    # The time as the reader typed it: the text pass has no parser of its own to disagree with it.
+    rejected = typed.where(~valid_event(month)).select(LINE, F.col("event_time").alias(_TIME))
 
     # 1. Split as text: the raw fields (empty -> null) and the field count outside quotes.
     value = F.when(line.startswith(_BOM), F.substring(line, 2, _MAX_LINE)).otherwise(line)
@@ -201,10 +238,12 @@ def rejected_lines(lines: DataFrame, *, month: dt.date, source_file: str) -> Dat
     raw_schema = ", ".join(f"`{c}` STRING" for c in SOURCE_COLUMNS)
     split = rejected.select(
         LINE,
+        _TIME,
         field_count.alias("_fields"),
         F.from_csv(value, raw_schema, {"mode": "PERMISSIVE", "escape": '"'}).alias(_RAW),
     ).select(
         LINE,
+        _TIME,
         "_fields",
         *[_blank_to_null(F.col(f"{_RAW}.{c}")).alias(_raw_name(c)) for c in SOURCE_COLUMNS],
     )
@@ -212,18 +251,14 @@ def rejected_lines(lines: DataFrame, *, month: dt.date, source_file: str) -> Dat
 
     # 2. Type each field once, in a projection of its own: Spark does not share subexpressions
     # into the branches of the CASE below, which would otherwise evaluate each again.
-    def integer(name: str) -> Column:
-        return F.when(raw[name].rlike(_INT_RE), raw[name].try_cast(T.LongType()))
-
-    event_time = F.try_to_timestamp(raw["event_time"], F.lit(SOURCE_TIME_FORMAT))
     typed_fields = split.select(
         "*",
-        event_time.alias("event_time"),
+        F.col(_TIME).alias("event_time"),
         F.coalesce(raw["event_type"].isin(*EVENT_TYPES), F.lit(False)).alias("_known_type"),
-        integer("product_id").alias("product_id"),
-        integer("category_id").alias("category_id"),
-        F.when(raw["price"].rlike(_PRICE_RE), raw["price"].try_cast(PRICE_TYPE)).alias("price"),
-        integer("user_id").alias("user_id"),
+        exact_integer(raw["product_id"]).alias("product_id"),
+        exact_integer(raw["category_id"]).alias("category_id"),
+        exact_price(raw["price"]).alias("price"),
+        exact_integer(raw["user_id"]).alias("user_id"),
     ).withColumn("_seconds", F.unix_seconds(F.col("event_time")))
 
     # 3. Explain: the first problem of the line, in the order a reader would look for it.
