@@ -349,16 +349,6 @@ def ctrl_c_when(command: list[str], env: dict, cwd: Path, moment: Callable[[], b
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Dagster turns an interrupt raised inside a step that has a RetryPolicy into a retry "
-        "(op_execution_error_boundary), so Ctrl-C re-runs the interrupted Spark step and the run "
-        "goes on to commit and succeed; the IO manager and the Spark assets must turn an "
-        "interrupt into a Failure(allow_retries=False)"
-    ),
-)
 def test_ctrl_c_of_a_cli_run_before_its_commit_leaves_tables_unchanged_and_the_run_failed(
     landing_dir, warehouse_dir, settings, tmp_path, spark
 ):
