@@ -38,7 +38,7 @@ RANGE = ("2019-10", "2019-11")
 MONTH = "2019-12"
 BUILT = (*RANGE, MONTH)
 RUN_TIMEOUT = 900
-BRONZE_CHECKS = ("bronze_lines_accounted_for", "bronze_rejected_share")
+BRONZE_CHECKS = ("bronze_lines_accounted_for", "bronze_rejected_share", "bronze_rows_in_line")
 # The landing file is in the graph too, as an asset that arrives rather than one Dagster builds.
 ASSET_NAMES = ("events_csv", "events", "events_rejected", "revenue_by_brand", "daily_funnel")
 # The toolbar counts what "Materialize all" builds: every asset but the landing file.
