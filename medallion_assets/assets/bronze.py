@@ -68,7 +68,11 @@ from medallion_assets.resources.landing import (
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.thresholds import QualityThresholds, check_thresholds
 from medallion_assets.resources.warehouse import Warehouse
-from medallion_assets.retries import SPARK_RETRY_POLICY, deterministic_failure
+from medallion_assets.retries import (
+    SPARK_RETRY_POLICY,
+    deterministic_failure,
+    stops_when_interrupted,
+)
 from medallion_assets.schema import (
     BRONZE_EVENTS_SCHEMA,
     BRONZE_REJECTED_SCHEMA,
@@ -194,6 +198,7 @@ class BronzeConfig(Config):
     pool="spark",
     retry_policy=SPARK_RETRY_POLICY,
 )
+@stops_when_interrupted
 def bronze_events(
     context: AssetExecutionContext,
     config: BronzeConfig,

@@ -64,7 +64,7 @@ from medallion_assets.observations import Observed
 from medallion_assets.partitions import key_of_month_value, month_start, monthly_partitions
 from medallion_assets.resources.thresholds import QualityThresholds
 from medallion_assets.resources.warehouse import Warehouse
-from medallion_assets.retries import SPARK_RETRY_POLICY
+from medallion_assets.retries import SPARK_RETRY_POLICY, stops_when_interrupted
 from medallion_assets.schema import (
     GOLD_DAILY_FUNNEL_SCHEMA,
     GOLD_REVENUE_BY_BRAND_SCHEMA,
@@ -200,6 +200,7 @@ def top_brands_metadata(revenue: DataFrame) -> dict[str, MetadataValue]:
     pool="spark",
     retry_policy=SPARK_RETRY_POLICY,
 )
+@stops_when_interrupted
 def gold_tables(
     context: AssetExecutionContext,
     silver: DataFrame,

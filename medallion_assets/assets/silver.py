@@ -61,7 +61,7 @@ from medallion_assets.observations import Observed
 from medallion_assets.partitions import month_start, monthly_partitions
 from medallion_assets.resources.thresholds import QualityThresholds
 from medallion_assets.resources.warehouse import Warehouse
-from medallion_assets.retries import SPARK_RETRY_POLICY
+from medallion_assets.retries import SPARK_RETRY_POLICY, stops_when_interrupted
 from medallion_assets.schema import MONTH_COLUMN, SILVER_EVENTS_SCHEMA
 from medallion_assets.transforms import (
     COPIES,
@@ -128,6 +128,7 @@ _ZERO = decimal.Decimal("0.00")
     pool="spark",
     retry_policy=SPARK_RETRY_POLICY,
 )
+@stops_when_interrupted
 def silver_events(
     context: AssetExecutionContext,
     bronze: DataFrame,
