@@ -12,11 +12,7 @@ import gc
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from medallion_assets.assets import bronze, gold, silver
-from medallion_assets.automation.alerts import (
-    AlertChannels,
-    build_alert_retry_sensor,
-    failure_alert_sensor,
-)
+from medallion_assets.automation.alerts import build_alert_retry_sensor, failure_alert_sensor
 from medallion_assets.automation.deadlines import (
     MonthDeadline,
     build_deadline_check,
@@ -28,6 +24,7 @@ from medallion_assets.automation.landing_sensor import build_landing_sensor
 from medallion_assets.automation.schedules import medallion_monthly_schedule
 from medallion_assets.io.delta_io_manager import SparkDeltaIOManager
 from medallion_assets.maintenance import delta_maintenance, delta_maintenance_schedule
+from medallion_assets.resources.alert_channels import AlertChannels
 from medallion_assets.resources.landing import LandingDirectory
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.resources.thresholds import QualityThresholds

@@ -39,10 +39,10 @@ from medallion_assets.automation.alert_retries import (
 )
 from medallion_assets.automation.alerts import (
     AlertAbandonedError,
-    AlertChannels,
     build_alert_retry_sensor,
     retry_pending_alerts,
 )
+from medallion_assets.resources.alert_channels import AlertChannels
 from medallion_assets_tests.test_alerts import SECRET_PATH, Webhook
 
 T0 = dt.datetime(2024, 11, 2, 6, 0, tzinfo=dt.timezone.utc)

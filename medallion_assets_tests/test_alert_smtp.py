@@ -26,12 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from medallion_assets.automation.alerts import (
-    AlertDeliveryError,
-    FailureAlert,
-    SmtpSettings,
-    send_email,
-)
+from medallion_assets.automation.alerts import FailureAlert
+from medallion_assets.resources.alert_channels import AlertDeliveryError, SmtpSettings, send_email
 
 USER = "alerts"
 PASSWORD = "s3cret-smtp-pass-4711"

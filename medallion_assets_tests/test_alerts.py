@@ -21,12 +21,9 @@ from aiosmtpd.controller import Controller
 from dagster import AssetCheckSeverity, build_run_status_sensor_context, instance_for_test
 from dagster._core.utils import make_new_run_id
 
-from medallion_assets.automation.alerts import (
-    AlertChannels,
-    failure_alert_sensor,
-    retry_pending_alerts,
-)
+from medallion_assets.automation.alerts import failure_alert_sensor, retry_pending_alerts
 from medallion_assets.definitions import build_defs
+from medallion_assets.resources.alert_channels import AlertChannels
 from medallion_assets.settings import Settings
 from medallion_assets_tests.source_lines import good_lines, run_job, write_source
 

@@ -25,7 +25,6 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.event_log.base import PartitionKeyFilter
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
-from medallion_assets.automation.alerts import AlertChannels
 from medallion_assets.automation.deadlines import (
     CHECK_JOB_NAME,
     CHECK_NAME,
@@ -44,6 +43,7 @@ from medallion_assets.automation.deadlines import (
     plan_tick,
 )
 from medallion_assets.definitions import build_defs
+from medallion_assets.resources.alert_channels import AlertChannels
 from medallion_assets.resources.landing import LandingDirectory
 from medallion_assets.settings import Settings
 from medallion_assets_tests.test_alerts import SECRET_PATH, Webhook

@@ -121,7 +121,7 @@ def test_dg_list_defs_never_prints_the_alert_secrets_of_its_environment(tmp_path
     listed = run_dg("list", "defs", "--json", home=home, env=secrets)
 
     assert "│ alerts " in table.stdout
-    assert "medallion_assets.automation.alerts.AlertChannels" in listed.stdout
+    assert "medallion_assets.resources.alert_channels.AlertChannels" in listed.stdout
     for completed in (table, listed):
         printed = completed.stdout + completed.stderr
         assert WEBHOOK not in printed and "not-to-be-listed" not in printed

@@ -29,7 +29,7 @@ purchase revenue and purchases before → after and the ten brands whose revenue
 aggregated by Spark from the replaced version's files (`medallion_assets.assets.rebuild_changes`);
 a first build says so. When a month's revenue moved by more than
 ``MEDALLION_REVENUE_CHANGE_NOTICE_PERCENT``, the alert channels get one notice
-(`medallion_assets.automation.change_notices`).
+(`medallion_assets.assets.change_notices`).
 """
 
 
@@ -53,15 +53,15 @@ from dagster import (
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from medallion_assets.assets.change_notices import notify
 from medallion_assets.assets.rebuild_changes import MonthChange, read_previous, revenue_changes
 from medallion_assets.assets.silver import SILVER_EVENTS, month_totals, totals_by_month
 from medallion_assets.assets.tables import blocking_check, delta_table, month_evaluations
-from medallion_assets.automation.alerts import AlertChannels
-from medallion_assets.automation.change_notices import notify
 from medallion_assets.delta.month_history import month_files
 from medallion_assets.io.delta_io_manager import Described
 from medallion_assets.observations import Observed
 from medallion_assets.partitions import key_of_month_value, month_start, monthly_partitions
+from medallion_assets.resources.alert_channels import AlertChannels
 from medallion_assets.resources.thresholds import QualityThresholds
 from medallion_assets.resources.warehouse import Warehouse
 from medallion_assets.retries import SPARK_RETRY_POLICY, stops_when_interrupted

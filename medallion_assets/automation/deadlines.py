@@ -71,7 +71,6 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from medallion_assets.assets.bronze import LANDING_EVENTS
 from medallion_assets.assets.gold import GOLD_REVENUE_BY_BRAND
-from medallion_assets.automation.alerts import AlertChannels, AlertDeliveryError, deliver
 from medallion_assets.partitions import (
     FIRST_MONTH,
     candidate_file_names,
@@ -81,6 +80,7 @@ from medallion_assets.partitions import (
     parse_month_key,
     partition_key_for,
 )
+from medallion_assets.resources.alert_channels import AlertChannels, AlertDeliveryError, deliver
 from medallion_assets.resources.landing import LandingDirectory
 from medallion_assets.settings import Settings, parse_month_deadline
 

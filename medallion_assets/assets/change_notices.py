@@ -6,8 +6,8 @@ month's purchase revenue and purchases before → after and the brands that move
 within ``MEDALLION_REVENUE_CHANGE_NOTICE_PERCENT`` (default 0.1 %) sends nothing, nor does a first
 build.
 
-The notice goes through `AlertChannels`' own senders (`alerts.deliver`), which need of what they
-send only its ``subject``, ``text()``, ``slack_payload()`` and ``run_id``. It is sent once, from
+The notice is a `Message` sent through the `AlertChannels` resource (`deliver`), like a failed
+run's alert. It is sent once, from
 the step that wrote gold, and not retried: a channel that does not accept it is logged as a
 warning, and the rebuilt month's materialization keeps the same numbers.
 """
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from medallion_assets.assets.rebuild_changes import MonthChange
-from medallion_assets.automation.alerts import AlertChannels, AlertDeliveryError, deliver
+from medallion_assets.resources.alert_channels import AlertChannels, AlertDeliveryError, deliver
 
 # Brands named per month in a notice; the materialization has the full table.
 BRANDS_IN_NOTICE = 3
@@ -86,7 +86,7 @@ def notify(
     if not channels.configured:
         return notice
     try:
-        deliver(notice, channels)  # type: ignore[arg-type]  # the senders' interface, see above
+        deliver(notice, channels)
     except AlertDeliveryError as error:
         log.warning(channels.scrub(f"Revenue-change notice not delivered: {error}"))
     return notice
