@@ -105,6 +105,15 @@ CASES: list[tuple[str, str, object]] = [
     ("product_id", "9223372036854775808", integer("product_id", "9223372036854775808")),
     ("product_id", "١٢٣", integer("product_id", "١٢٣")),  # read by Spark as 123
     ("product_id", "１２３", integer("product_id", "１２３")),  # read by Spark as 123
+    ("product_id", "", integer("product_id", "")),  # required
+    ("product_id", "-", integer("product_id", "-")),
+    ("product_id", "--5", integer("product_id", "--5")),
+    ("product_id", "-05", integer("product_id", "-05")),
+    ("product_id", "5-", integer("product_id", "5-")),
+    ("product_id", "1 2", integer("product_id", "1 2")),
+    ("product_id", "\t12", integer("product_id", "\t12")),
+    ("product_id", "12\t", integer("product_id", "12\t")),
+    ("product_id", "12a", integer("product_id", "12a")),
     ("category_id", "2053013555631882655", 2053013555631882655),
     ("category_id", "", None),
     ("category_id", "+2053013555631882655", integer("category_id", "+2053013555631882655")),
