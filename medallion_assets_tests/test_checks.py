@@ -308,8 +308,10 @@ def test_gold_checks_pass_on_real_data_with_exact_decimals(landing_dir, settings
     assert set(checks) == {
         "bronze_lines_accounted_for",
         "bronze_rejected_share",
+        "bronze_rows_in_line",
         "silver_rows_accounted_for",
         "silver_user_id_not_null",
+        "silver_revenue_in_line",
         "gold_revenue_matches_silver",
         "gold_funnel_matches_silver",
     }
