@@ -47,11 +47,11 @@ run: java $(STAMP) spark-archive
 
 ## make test: system packages, install, lint, then the whole suite (slow real-system tests included)
 ## on TEST_WORKERS pytest-xdist workers: most of a real-system test's time is waiting (a daemon's
-## tick, a database outage, a browser), which the workers overlap. Tests sharing a module's server
-## run on one worker (medallion_assets_tests/conftest.py). TEST_WORKERS=0 runs it in one process.
+## tick, a database outage, a browser), which the workers overlap. The tests of a file sharing a
+## server run on one worker (medallion_assets_tests/conftest.py). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
 test: test-system-deps $(STAMP) lint spark-archive
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## make test-fast: the quick loop while changing code: lint, then every test that needs no server,
 ## no child process and no run of the asset graph, on one local Spark session (under 90 s).
@@ -78,9 +78,11 @@ dev: java $(STAMP) spark-archive
 bench-dev: java $(STAMP) spark-archive
 	$(BIN)/python benchmarks/dev_latency.py
 
-## make bench: one month (BENCH_ROWS=5000000) through our pipeline, the plain-Spark floor, the
-## notebook's approach and DuckDB, BENCH_ROUNDS times one after the other, plus a 1,000-row month;
-## prints medians with their spread, the ratios and per-step times; appends to benchmarks/RESULTS.md.
+## make bench: one month (BENCH_ROWS=5000000) through our pipeline, the plain Spark script and the
+## notebook's approach with the same Spark settings, the notebook's approach as it runs today and
+## DuckDB, plus a 1,000-row month; BENCH_ROUNDS rounds, each in a new order; every run's outputs
+## checked against the others'; prints medians with their spread in wall and CPU seconds, the
+## ratios and per-step times; appends them to benchmarks/RESULTS.md with the commit measured.
 BENCH_ROWS ?= 5000000
 BENCH_ROUNDS ?= 3
 bench: java $(STAMP) spark-archive

@@ -14,7 +14,9 @@ a message saying which mark it lacks.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import subprocess
 from pathlib import Path
 
@@ -79,7 +81,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups set here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption(FAST):
         _plan_for_workers(items)
@@ -93,49 +94,72 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = kept
 
 
-def _shares_a_module_fixture(item: pytest.Item) -> bool:
-    """Whether the test uses a fixture its own module defines for more than one test (a
-    PostgreSQL server, a cluster, a deployment started once for the module's tests)."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
+@functools.cache
+def _shares_a_fixture(test_file: str) -> bool:
+    """Whether the test file defines a fixture of module or session scope (a PostgreSQL server, a
+    cluster, a deployment started once for the file's tests). Read from the file's source, so
+    that pytest-xdist's controller, which collects no tests, can tell it from a test's id."""
+    path = Path(test_file)
+    if not path.is_absolute():
+        path = Path(__file__).resolve().parent.parent / path
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
         return False
-    return any(
-        fixture.scope in ("module", "session") and fixture.baseid.endswith(item.path.name)
-        for fixtures in info.name2fixturedefs.values()
-        for fixture in fixtures
-    )
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and any(
+            keyword.arg == "scope"
+            and isinstance(keyword.value, ast.Constant)
+            and keyword.value.value in ("module", "session")
+            for keyword in node.keywords
+        ):
+            return True
+    return False
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``make test``'s scheduling (``--dist loadscope``): the tests of a file that shares a
+    fixture between its tests run on one worker, so that fixture is built once; every other test
+    is a unit of its own and goes to whichever worker is free. (pytest-xdist's ``loadgroup``
+    cannot do this with pytest 9: it renames the tests' ids through an attribute pytest no longer
+    reads.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            test_file = nodeid.split("::", 1)[0]
+            return test_file if _shares_a_fixture(test_file) else nodeid
+
+    return SharedFixtureScheduling(config, log)
 
 
 def _plan_for_workers(items: list[pytest.Item]) -> None:
-    """How ``make test`` spreads the suite over pytest-xdist's workers (``--dist loadgroup``).
+    """The order in which ``make test`` hands the suite to pytest-xdist's workers (see
+    `pytest_xdist_make_scheduler`; ``--no-loadscope-reorder`` keeps it).
 
-    Tests that share a module fixture form one group, run by one worker, so that fixture is
-    built once; every other test stands alone and goes to whichever worker is free. Most of a
-    real-system test's time is spent waiting (on a daemon's tick, a database outage, a browser),
-    so the workers overlap those waits. Slow tests come first — groups of them first of all, the
-    group with the most slow tests leading — then other groups, tests of the graph, and the rest:
-    a long test started last would leave the other workers idle at the end. Without xdist the marks
-    do nothing and the order only moves slow tests ahead.
+    Most of a real-system test's time is spent waiting (on a daemon's tick, a database outage, a
+    browser), so the workers overlap those waits. Slow tests come first — files that share a
+    server between slow tests first of all, the one with the most slow tests leading — then
+    other files sharing a fixture, tests of the graph, and the rest: a long test started last
+    would leave the other workers idle at the end. Without xdist only the order changes.
     """
+    slow_in_file: dict[str, int] = {}
     for item in items:
-        if _shares_a_module_fixture(item) and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
-
-    def group(item: pytest.Item) -> str | None:
-        mark = item.get_closest_marker("xdist_group")
-        return mark.args[0] if mark else None
-
-    slow_in_group: dict[str, int] = {}
-    for item in items:
-        if group(item) and item.get_closest_marker("slow"):
-            slow_in_group[group(item)] = slow_in_group.get(group(item), 0) + 1
+        if item.get_closest_marker("slow"):
+            slow_in_file[item.nodeid.split("::", 1)[0]] = (
+                slow_in_file.get(item.nodeid.split("::", 1)[0], 0) + 1
+            )
 
     def order(item: pytest.Item) -> tuple[int, int]:
-        if group(item) in slow_in_group:
-            return 0, -slow_in_group[group(item)]
+        test_file = item.nodeid.split("::", 1)[0]
+        shared = _shares_a_fixture(test_file)
+        if shared and test_file in slow_in_file:
+            return 0, -slow_in_file[test_file]
         if item.get_closest_marker("slow"):
             return 1, 0
-        if group(item):
+        if shared:
             return 2, 0
         return (3 if item.get_closest_marker("graph") else 4), 0
 

@@ -7,17 +7,18 @@ eight months in the warehouse asks for the `eight_months_built` fixture, which b
 run unless they are there already.
 
 * the deployment's instance settings as the processes load them;
-* eight ``dagster asset materialize`` processes at once, one month each (local Spark), all recorded
-  in PostgreSQL, every table holding exactly the eight months;
+* (in `test_team_eight_processes`, with this file's fixtures) eight ``dagster asset materialize``
+  processes at once, one month each (local Spark), all recorded in PostgreSQL, every table
+  holding exactly the eight months;
 * the deployment — code server, webserver and daemon from deploy/Procfile, runs on the standalone
   cluster: a backfill of the eight months launched over GraphQL completes although the daemon is
   SIGKILLed while it runs and started again; each month committed once per table, no run left in
   progress;
 * PostgreSQL down for `OUTAGE_SECONDS` while a run is in progress: the run fails with a message
   naming the instance storage once the database is back, every table stays at a committed
-  version, and the next run of that month succeeds; the same outage under stock dagster-postgres
-  leaves the run STARTED with no failure recorded (why deploy/dagster.yaml uses
-  `medallion_assets.tools.instance_storage`);
+  version, and the next run of that month succeeds; (in `test_stock_postgres_outage`) the same
+  outage under stock dagster-postgres leaves the run STARTED with no failure recorded (why
+  deploy/dagster.yaml uses `medallion_assets.tools.instance_storage`);
 * a month launched as the UI launches it runs through the daemon on the cluster with the per-run
   sizes of deploy/spark/spark-defaults.conf.
 
@@ -39,7 +40,6 @@ from pathlib import Path
 import polars as pl
 import psutil
 import pytest
-import yaml
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from polars.testing import assert_frame_equal
@@ -394,41 +394,6 @@ def test_the_deployment_instance_reads_its_settings(instance_env, monkeypatch):
         assert not instance.telemetry_enabled
 
 
-# -- eight processes at once ------------------------------------------------------------
-def test_eight_months_materialized_by_eight_processes_at_once(instance_env, postgres, months, root):
-    warehouse = Path(instance_env["MEDALLION_WAREHOUSE_DIR"])
-    runs_before = {run_id for run_id, _, _ in runs_in_database(postgres)}
-    started = time.monotonic()
-    processes = {month: materialize(instance_env, root, month) for month in MONTHS}
-    outputs = {month: p.communicate(timeout=RUN_TIMEOUT)[0] for month, p in processes.items()}
-    wall = time.monotonic() - started
-    print(f"\neight months by eight `dagster asset materialize` processes at once: {wall:.1f} s")
-    for month, process in processes.items():
-        assert process.returncode == 0, f"{month}:\n{outputs[month][-4000:]}"
-
-    runs = [r for r in runs_in_database(postgres) if r[0] not in runs_before]
-    assert sorted(partition for _, _, partition in runs) == MONTHS
-    assert {status for _, status, _ in runs} == {"SUCCESS"}
-    run_ids = {run_id for run_id, _, _ in runs}
-    # Each run's whole event stream made it in: its start and success events are in the log.
-    listed = ", ".join(f"'{run_id}'" for run_id in sorted(run_ids))
-    events = postgres.sql(
-        f"""SELECT run_id, dagster_event_type FROM event_logs
-            WHERE dagster_event_type IN ('PIPELINE_START', 'PIPELINE_SUCCESS')
-            AND run_id IN ({listed})"""
-    )
-    assert sorted(events) == sorted(
-        (run_id, kind) for run_id in run_ids for kind in ("PIPELINE_START", "PIPELINE_SUCCESS")
-    )
-
-    assert_tables_hold(warehouse, months)
-    for table in TABLES:
-        commits = commits_by(warehouse / table, run_ids)
-        # One commit per run, each replacing its own month: the concurrent writers all committed.
-        assert sorted(m for c in commits for m in months_of(c)) == MONTHS, table
-        assert len({c["dagster_run_id"] for c in commits}) == len(MONTHS), table
-
-
 # -- backfill through the daemon, daemon killed mid-way ------------------------------
 def test_a_backfill_completes_through_a_daemon_killed_and_restarted(
     deployment, postgres, months, cluster
@@ -529,72 +494,6 @@ def test_a_run_that_loses_the_database_fails_clearly_and_leaves_committed_tables
         assert [months_of(c) for c in commits_by(warehouse / table, {rerun_id})] == [[month]]
     assert_tables_hold(warehouse, months)
     assert not [r for r in runs_in_database(postgres) if r[1] in IN_PROGRESS]
-
-
-def test_with_stock_dagster_postgres_the_same_outage_leaves_the_run_started_unrecorded(
-    tmp_path,
-):
-    """Why deploy/dagster.yaml does not use dagster-postgres's storages as they are: the same
-    deployment and outage with stock `PostgresRunStorage` and `PostgresEventLogStorage` (run
-    monitoring on, as configured). The run process gives up on the database and exits during the
-    outage, its failure written nowhere; the code server, which would mark a run whose process
-    died as failed, asks the still-absent database and its thread that does this dies. Once the
-    database is back the run stays STARTED through the daemon's run monitoring, which cannot ask
-    the default run launcher whether the run's process lives (it ends such a run only after
-    `max_runtime_seconds`, 6 h). Should a Dagster release get this right, this test fails:
-    then the guarded storages can go."""
-    with postgres_server() as stock_postgres:
-        home = instance_home(tmp_path)
-        config = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
-        url = {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}
-        config["run_storage"] = {
-            "module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": url,
-        }
-        config["event_log_storage"] = {
-            "module": "dagster_postgres.event_log", "class": "PostgresEventLogStorage",
-            "config": url,
-        }
-        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-        generate_month(MONTHS[0], ROWS, tmp_path / "landing", seed=41)
-        env = migrated_env(tmp_path, stock_postgres, home, MEDALLION_SPARK_MASTER="local[1]")
-        with started_deployment(tmp_path, env) as deployment:
-            run_id, run_process = launch_held_at_its_first_materialization(
-                deployment, stock_postgres, MONTHS[0]
-            )
-            seen: dict[str, float] = {}
-
-            def the_run_process_gives_up(elapsed: float) -> None:
-                if "exited" not in seen and not is_running(run_process):
-                    seen["exited"] = elapsed
-                if "cleanup died" not in seen and (
-                    "Exception in thread grpc-server-cleanup" in deployment.log_text("code")
-                ):
-                    seen["cleanup died"] = elapsed
-
-            outage(stock_postgres, deployment, the_run_process_gives_up)
-            print(f"\nstock dagster-postgres, {OUTAGE_SECONDS} s outage: {seen}")
-            assert set(seen) == {"exited", "cleanup died"}, (seen, deployment.log_tail())
-            assert "too many retries for DB connection" in deployment.log_text("code")
-
-            # The database is back: let run monitoring look at the run twice.
-            daemon_log = deployment.log_text("daemon")
-            checks_before = daemon_log.count(f"Checking run {run_id}")
-            wait_for(
-                "run monitoring to check the run twice after the outage",
-                lambda: True if deployment.log_text("daemon").count(f"Checking run {run_id}")
-                >= checks_before + 2 else None,
-                RUN_TIMEOUT,
-                every=2,
-            )
-            assert deployment.run_once_answered(run_id, 120)["status"] == "STARTED"
-            [(status,)] = stock_postgres.sql(f"SELECT status FROM runs WHERE run_id = '{run_id}'")
-            assert status == "STARTED"
-            recorded = event_types_of(stock_postgres, run_id)
-            assert not recorded & {"STEP_FAILURE", "PIPELINE_FAILURE"}, recorded
-            # The tables are as the guarded run leaves them: only bronze/events was committed.
-            assert table_versions(tmp_path / "warehouse") == {
-                table: 0 if table == "bronze/events" else None for table in TABLES
-            }
 
 
 # -- a run on the cluster --------------------------------------------------------------
