@@ -1,37 +1,62 @@
-"""`make bench` / `make bench-scale`: one month through our pipeline and three references, side by
-side, in rounds.
+"""`make bench` / `make bench-scale`: one month through our pipeline and its references, side by
+side, in rounds, with every run's outputs checked against the others'.
 
-    python benchmarks/bench.py [--rows 5000000] [--rounds 3] [--small-rows 1000] [--work DIR]
+    python benchmarks/bench.py [--rows 5000000] [--rounds 3] [--small-rows 1000] [--seed N]
+                               [--no-append] [--work DIR]
 
-Each round runs, one after the other on the same file:
+The runs, each a whole process on the same generated month:
 
 - ``pipeline``: our Dagster pipeline for the month, end to end through the dagster CLI against
   a Dagster instance created before the rounds (process start, JVM start, bronze with its
   quarantine of bad lines, silver, both gold tables, every check, the Delta commits);
-- ``floor``: benchmarks/floor.py, the least a Spark script can do for the three layers (typed CSV
-  read, Parquet, drop duplicates, revenue by brand; no validation, no checks, no Delta);
+- ``plain``: benchmarks/floor.py, the reference work done by a plain Spark script (typed CSV
+  read, Parquet, rows without a user and exact duplicates dropped, purchase revenue by brand; no
+  validation, no checks, no Delta);
 - ``notebook``: benchmarks/notebook_baseline.py, the approach of the notebook this replaces
   (inferSchema, a table per month, revenue over all events);
+- ``notebook_today``: the same script as it runs today, with Spark's defaults;
 - ``duckdb``: benchmarks/duckdb_baseline.py, the same three layers in DuckDB with the same row
-  rules, as a reference from outside Spark;
+  rules, a reference from outside Spark;
 
-and, with --small-rows, the pipeline and the notebook on a tiny month (their fixed cost).
+and, with --small-rows, the pipeline and the notebook's approach on a tiny month (their fixed
+cost).
 
-Every figure printed is the median over the rounds, with its spread (min-max); the ratios are
-those of the medians of runs made in the same benchmark run, never of figures from another day.
-The pipeline's per-step times are read from its own log. Results are appended to RESULTS.md.
+Like with like. The headline (pipeline, plain, notebook) runs with the same Spark session and JVM
+settings, the pipeline's own (benchmarks/spark_settings.py); each Spark run's settings are read
+back from its JVM's command line and the benchmark fails if they are not those its row names. The
+order of the runs changes from round to round (shuffled with a seed that is recorded), so that no
+run always follows the same neighbour or always meets a cold or warm page cache. After each run
+its outputs are compared with those of every earlier run of the same file where the work is the
+same: the rows of the de-duplicated silver (every run), and the purchase revenue of each brand as
+exact decimals (the pipeline's gold/revenue_by_brand Delta table, the plain script's and DuckDB's
+Parquet; the notebook sums something else). A difference fails the benchmark and says what
+differs. The months compared are generated (`sample_data`), and hold no line the pipeline rejects
+and a plain script keeps; the pipeline's rejected lines are counted and reported with any
+difference, since on a file that holds such lines the outputs differ by design.
+
+Records a reader can trust: every figure printed is the median over the rounds with its min-max,
+in wall seconds and in CPU seconds (user + system of the whole process tree, the kernel's
+account: measure.py); the ratios are of medians from this benchmark run only. The entry names the
+commit measured and whether the tree had uncommitted changes, the load average before and after,
+the seed and each round's order, and the shared settings; it is appended to RESULTS.md unless
+--no-append.
 """
+
+from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import psutil
@@ -39,21 +64,72 @@ import psutil
 from medallion_assets.tools.sample_data import generate_month
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+import spark_settings  # noqa: E402
 from measure import Measurement, run_measured  # noqa: E402
 
 MONTH = "2019-10"
-PROJECT_INSTANCE = HERE.parent / ".dagster_home" / "dagster.yaml"
+PROJECT_INSTANCE = REPO / ".dagster_home" / "dagster.yaml"
 BIN = Path(sys.executable).parent
 _STEP_RE = re.compile(r'Finished execution of step "([^"]+)" in ((?:[0-9]+m)?[0-9.]+)(ms|s)')
-LABELS = {
-    "pipeline": "our pipeline (dagster CLI, checks and Delta commits included)",
-    "floor": "floor: plain Spark script, typed read, no validation or checks",
-    "notebook": "the notebook's approach (inferSchema, dropDuplicates)",
-    "duckdb": "DuckDB, same three layers and row rules",
-    "pipeline_small": "our pipeline, small month",
-    "notebook_small": "the notebook's approach, small month",
+_SPARK_SUBMIT = "org.apache.spark.deploy.SparkSubmit"
+_SPARK_LAUNCHER = "org.apache.spark.launcher.Main"
+CPU_SOURCES = {
+    "rusage": "as the kernel accounts it, every process reaped",
+    "sampled": "summed from samples every 0.2 s",
 }
+SETTINGS_LABELS = {
+    spark_settings.SHARED: "shared (the pipeline's)",
+    spark_settings.SPARK_DEFAULTS: "Spark's defaults",
+    None: "not Spark",
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    script: str | None  # None: the pipeline through the dagster CLI
+    settings: str | None  # `spark_settings` choice; None: not a Spark run
+    small: bool = False
+
+
+VARIANTS: dict[str, Variant] = {
+    "pipeline": Variant(
+        "our pipeline (dagster CLI, checks and Delta commits included)", None, spark_settings.SHARED
+    ),
+    "plain": Variant(
+        "plain Spark script (floor.py): typed read, no validation or checks",
+        "floor.py",
+        spark_settings.SHARED,
+    ),
+    "notebook": Variant(
+        "the notebook's approach (inferSchema, dropDuplicates)",
+        "notebook_baseline.py",
+        spark_settings.SHARED,
+    ),
+    "notebook_today": Variant(
+        "the notebook's approach, as it runs today",
+        "notebook_baseline.py",
+        spark_settings.SPARK_DEFAULTS,
+    ),
+    "duckdb": Variant("DuckDB, same three layers and row rules", "duckdb_baseline.py", None),
+    "pipeline_small": Variant("our pipeline, small month", None, spark_settings.SHARED, small=True),
+    "notebook_small": Variant(
+        "the notebook's approach, small month",
+        "notebook_baseline.py",
+        spark_settings.SHARED,
+        small=True,
+    ),
+}
+
+
+class BenchmarkFailed(Exception):
+    """A run failed, was not started with the settings its row names, or its outputs differ from
+    another run's: no figure of this benchmark run may be recorded."""
+
+
+# -- the machine and the code -----------------------------------------------------------------
 
 
 def machine() -> str:
@@ -79,6 +155,53 @@ def machine() -> str:
         f"dagster {dagster.__version__}, deltalake {deltalake.__version__}, "
         f"duckdb {duckdb.__version__}"
     )
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def code_state() -> tuple[str, list[str]]:
+    """The commit checked out and the paths that differ from it (``git status --porcelain``):
+    the code measured is that commit only when the list is empty."""
+    return _git("rev-parse", "HEAD").strip(), _git("status", "--porcelain").splitlines()
+
+
+def describe_code(commit: str, changed: list[str], commit_after: str) -> str:
+    if not changed:
+        state = "clean tree"
+    else:
+        shown = ", ".join(f"`{line.strip()}`" for line in changed[:8])
+        more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+        state = f"dirty tree: {len(changed)} paths differ from it ({shown}{more})"
+    text = f"Code: commit `{commit}`, {state}"
+    if commit_after != commit:
+        text += f"; HEAD moved to `{commit_after}` while the rounds ran"
+    return text
+
+
+def load_average() -> str:
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def check_plain_schema() -> None:
+    """The plain script writes out the pipeline's schema and time format rather than importing
+    them (see floor.py); they must still be the pipeline's."""
+    import floor
+
+    from medallion_assets.schema import EVENT_FIELDS, SOURCE_TIME_FORMAT
+
+    expected = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in EVENT_FIELDS)
+    if expected != floor.SCHEMA or floor.TIME_FORMAT != SOURCE_TIME_FORMAT:
+        raise BenchmarkFailed(
+            f"floor.py's schema or time format is not the pipeline's: {floor.SCHEMA!r} "
+            f"{floor.TIME_FORMAT!r}, expected {expected!r} {SOURCE_TIME_FORMAT!r}"
+        )
+
+
+# -- the runs ------------------------------------------------------------------------------------
 
 
 def step_seconds(log_path: Path) -> dict[str, float]:
@@ -137,28 +260,12 @@ def pipeline_env(landing: Path, warehouse: Path, home: Path) -> dict[str, str]:
     return env
 
 
-def pipeline(name: str, landing: Path, work: Path) -> tuple[Measurement, dict[str, float]]:
-    warehouse, home = work / f"{name}_warehouse", dagster_home(name, work)
-    shutil.rmtree(warehouse, ignore_errors=True)
-    log = work / f"{name}.log"
-    command = [str(BIN / "dagster"), *materialize_args("--partition", MONTH)]
-    result = run_measured(
-        name, command, env=pipeline_env(landing, warehouse, home), log_path=str(log)
-    )
-    shutil.rmtree(warehouse, ignore_errors=True)
-    return result, step_seconds(log)
-
-
-def script(name: str, file: str, csv: Path, work: Path) -> Measurement:
-    out = work / f"{name}_out"
-    shutil.rmtree(out, ignore_errors=True)
-    result = run_measured(
-        name,
-        [sys.executable, str(HERE / file), str(csv), str(out)],
-        log_path=str(work / f"{name}.log"),
-    )
-    shutil.rmtree(out, ignore_errors=True)
-    return result
+def script_env(settings_file: Path) -> dict[str, str]:
+    """The environment of a measured script: the settings worked out before the rounds
+    (`spark_settings.write_file`), and no Spark Connect endpoint, as for the pipeline."""
+    env = dict(os.environ, **{spark_settings.SETTINGS_FILE_ENV: str(settings_file)})
+    env.pop("MEDALLION_SPARK_REMOTE", None)
+    return env
 
 
 def ensure_month(directory: Path, rows: int) -> Path:
@@ -171,6 +278,218 @@ def ensure_month(directory: Path, rows: int) -> Path:
     return directory / "2019-Oct.csv"
 
 
+# -- the outputs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outputs:
+    """What a run produced that another run doing the same work must produce too."""
+
+    silver_rows: int
+    # Purchase revenue by brand (None: the brand's events have none), exact; None when the run's
+    # gold is other work (the notebook's sum over every event).
+    revenue: dict[str | None, Decimal] | None
+    # Lines the run set aside as rejected, which a plain script would have kept.
+    rejected: int = 0
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(path), format="parquet").count_rows()
+
+
+def _revenue(table) -> dict[str | None, Decimal]:
+    brands = table.column("brand").to_pylist()
+    totals = table.column("total_revenue").to_pylist()
+    if len(set(brands)) != len(brands):
+        raise BenchmarkFailed("a revenue table holds a brand twice")
+    return {brand: Decimal(total) for brand, total in zip(brands, totals, strict=True)}
+
+
+def pipeline_outputs(warehouse: Path) -> Outputs:
+    from deltalake import DeltaTable
+
+    def table(*path: str) -> DeltaTable:
+        return DeltaTable(str(warehouse.joinpath(*path)))
+
+    rejected_path = warehouse / "bronze" / "events_rejected"
+    rejected = (
+        table("bronze", "events_rejected").to_pyarrow_dataset().count_rows()
+        if DeltaTable.is_deltatable(str(rejected_path))
+        else 0
+    )
+    revenue = table("gold", "revenue_by_brand").to_pyarrow_table(columns=["brand", "total_revenue"])
+    return Outputs(
+        silver_rows=table("silver", "events").to_pyarrow_dataset().count_rows(),
+        revenue=_revenue(revenue),
+        rejected=rejected,
+    )
+
+
+def script_outputs(script: str, out: Path) -> Outputs:
+    import pyarrow.parquet as pq
+
+    if script == "floor.py":
+        return Outputs(
+            silver_rows=_parquet_rows(out / "silver"),
+            revenue=_revenue(pq.read_table(out / "gold_revenue")),
+        )
+    if script == "notebook_baseline.py":
+        (silver,) = out.glob("silver_*")
+        return Outputs(silver_rows=_parquet_rows(silver), revenue=None)
+    if script == "duckdb_baseline.py":
+        return Outputs(
+            silver_rows=_parquet_rows(out / "silver.parquet"),
+            revenue=_revenue(pq.read_table(out / "gold_revenue_by_brand.parquet")),
+            rejected=_parquet_rows(out / "bronze_rejected.parquet")
+            + _parquet_rows(out / "bronze_unparsed.parquet"),
+        )
+    raise ValueError(script)
+
+
+def _amount(value: Decimal | None) -> str:
+    return "(no row)" if value is None else str(value)
+
+
+class CrossCheck:
+    """Every run's outputs against the first run of the same file that did the same work."""
+
+    def __init__(self) -> None:
+        self.silver: dict[bool, tuple[str, int]] = {}
+        self.revenue: dict[bool, tuple[str, dict[str | None, Decimal]]] = {}
+        self.rejected: dict[str, int] = {}
+        self.runs: dict[tuple[bool, str], set[str]] = {}
+
+    def add(self, name: str, round_number: int, small: bool, outputs: Outputs) -> None:
+        run = f"{name} (round {round_number})"
+        self.rejected[name] = max(self.rejected.get(name, 0), outputs.rejected)
+        problems = []
+        first, rows = self.silver.setdefault(small, (run, outputs.silver_rows))
+        if outputs.silver_rows != rows:
+            problems.append(f"silver rows: {first} {rows:,}, {run} {outputs.silver_rows:,}")
+        self.runs.setdefault((small, "silver"), set()).add(name)
+        if outputs.revenue is not None:
+            first, revenue = self.revenue.setdefault(small, (run, outputs.revenue))
+            differing = sorted(
+                (
+                    b
+                    for b in set(revenue) | set(outputs.revenue)
+                    if revenue.get(b) != outputs.revenue.get(b)
+                ),
+                key=str,
+            )
+            if differing:
+                shown = "; ".join(
+                    f"{b!r}: {_amount(revenue.get(b))} vs {_amount(outputs.revenue.get(b))}"
+                    for b in differing[:5]
+                )
+                problems.append(
+                    f"purchase revenue of {len(differing)} brands differs between {first} and "
+                    f"{run}: {shown}"
+                )
+            self.runs.setdefault((small, "revenue"), set()).add(name)
+        if problems:
+            rejected = {n: r for n, r in self.rejected.items() if r}
+            note = (
+                f" Rejected lines, which a plain script keeps: {rejected}; on a file with such "
+                "lines the outputs differ by design."
+                if rejected
+                else ""
+            )
+            which = "small month" if small else "month"
+            raise BenchmarkFailed(
+                f"the runs of the {which} do not produce the same outputs: "
+                + " | ".join(problems)
+                + "."
+                + note
+            )
+
+    def summary(self, small_rows: int) -> list[str]:
+        lines = []
+        for small in (False, True):
+            if small not in self.silver:
+                continue
+            which = f"the small month ({small_rows:,} rows)" if small else "the month"
+            rows = self.silver[small][1]
+            line = (
+                f"- {which}: silver rows {rows:,} in every run of "
+                f"{', '.join(sorted(self.runs[(small, 'silver')]))}"
+            )
+            if small in self.revenue:
+                revenue = self.revenue[small][1]
+                line += (
+                    f"; purchase revenue of each of {len(revenue)} brands "
+                    f"(total {sum(revenue.values())}) equal to the cent in every run of "
+                    f"{', '.join(sorted(self.runs[(small, 'revenue')]))}"
+                )
+            lines.append(line)
+        rejected = ", ".join(f"{name} {count:,}" for name, count in sorted(self.rejected.items()))
+        lines.append(f"- lines set aside as rejected (most in one run): {rejected}")
+        return lines
+
+
+# -- measuring -------------------------------------------------------------------------------------
+
+
+def check_settings(
+    name: str, variant: Variant, measurement: Measurement, expected: dict[str, dict[str, str]]
+) -> None:
+    """The run's driver JVM was started with the settings its row names."""
+    if variant.settings is None:
+        return
+    drivers = [
+        command
+        for command in measurement.jvm_commands.values()
+        if _SPARK_SUBMIT in command and _SPARK_LAUNCHER not in command
+    ]
+    if not drivers:
+        raise BenchmarkFailed(f"{name}: no Spark driver JVM was seen, its settings are unknown")
+    for command in drivers:
+        problems = spark_settings.differences(
+            expected[variant.settings], spark_settings.launched_conf(command)
+        )
+        if problems:
+            raise BenchmarkFailed(
+                f"{name} was not started with the {variant.settings} settings: "
+                + "; ".join(problems)
+            )
+
+
+def run_log(work: Path, name: str, round_number: int) -> Path:
+    """Each run's output, kept for every round so that a figure can be traced to its log."""
+    return work / f"{name}.round{round_number}.log"
+
+
+def run_variant(
+    name: str, variant: Variant, csv: Path, work: Path, settings_file: Path, round_number: int
+) -> tuple[Measurement, dict[str, float], Outputs | None]:
+    """One measured run; its outputs read, then removed. Outputs None: the run failed."""
+    log = run_log(work, name, round_number)
+    if variant.script is None:
+        out, home = work / f"{name}_warehouse", dagster_home(name, work)
+        shutil.rmtree(out, ignore_errors=True)
+        command = [str(BIN / "dagster"), *materialize_args("--partition", MONTH)]
+        env = pipeline_env(csv.parent, out, home)
+    else:
+        out = work / f"{name}_out"
+        shutil.rmtree(out, ignore_errors=True)
+        command = [sys.executable, str(HERE / variant.script), str(csv), str(out)]
+        if variant.settings is not None:
+            command += ["--settings", variant.settings]
+        env = script_env(settings_file)
+    measurement = run_measured(name, command, env=env, log_path=str(log))
+    outputs = None
+    steps: dict[str, float] = {}
+    if measurement.returncode == 0:
+        if variant.script is None:
+            outputs, steps = pipeline_outputs(out), step_seconds(log)
+        else:
+            outputs = script_outputs(variant.script, out)
+    shutil.rmtree(out, ignore_errors=True)
+    return measurement, steps, outputs
+
+
 def median_spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
@@ -180,11 +499,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small-rows", type=int, default=1_000, help="0: no small month")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of the rounds' orders (default: a new one)"
+    )
+    parser.add_argument(
+        "--no-append", action="store_true", help="print the entry without appending it"
+    )
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except BenchmarkFailed as failure:
+        print(f"BENCHMARK FAILED: {failure}", flush=True)
+        return 1
 
+
+def run(args: argparse.Namespace) -> int:
+    check_plain_schema()
+    commit, changed = code_state()
     work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
     csv = ensure_month(work / f"landing_{args.rows}", args.rows)
     size_mb = csv.stat().st_size / 2**20
     small = (
@@ -192,91 +527,184 @@ def main(argv: list[str] | None = None) -> int:
         if args.small_rows
         else None
     )
+    names = [n for n, v in VARIANTS.items() if small is not None or not v.small]
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    shuffler = random.Random(seed)
+    orders = [shuffler.sample(names, len(names)) for _ in range(args.rounds)]
+    settings_file = work / "spark_settings.json"
+    expected = spark_settings.write_file(settings_file, pipeline_env(work, work, work))
+    for name in ("pipeline", "pipeline_small"):
+        prepare_instance(name, work)
     print(
-        f"Month {MONTH}: {args.rows:,} rows, {size_mb:,.0f} MiB; {args.rounds} rounds", flush=True
+        f"Month {MONTH}: {args.rows:,} rows, {size_mb:,.0f} MiB; {args.rounds} rounds; "
+        f"order seed {seed}",
+        flush=True,
     )
 
     runs: dict[str, list[Measurement]] = {}
     steps: dict[str, list[float]] = {}
-    for name in ("pipeline", "pipeline_small"):
-        prepare_instance(name, work)
-    for round_number in range(1, args.rounds + 1):
-        plan = [
-            ("pipeline", lambda: pipeline("pipeline", csv.parent, work)),
-            ("floor", lambda: script("floor", "floor.py", csv, work)),
-            ("notebook", lambda: script("notebook", "notebook_baseline.py", csv, work)),
-            ("duckdb", lambda: script("duckdb", "duckdb_baseline.py", csv, work)),
-        ]
-        if small is not None:
-            plan += [
-                ("pipeline_small", lambda: pipeline("pipeline_small", small.parent, work)),
-                (
-                    "notebook_small",
-                    lambda: script("notebook_small", "notebook_baseline.py", small, work),
-                ),
-            ]
-        for name, run in plan:
-            outcome = run()
-            measurement, step_times = outcome if isinstance(outcome, tuple) else (outcome, {})
-            if measurement.returncode:
-                print(f"{name} FAILED (exit {measurement.returncode}); see {work / name}.log")
-                return 1
+    checks = CrossCheck()
+    load_before = load_average()
+    for round_number, order in enumerate(orders, start=1):
+        print(f"round {round_number}: {', '.join(order)}", flush=True)
+        for name in order:
+            variant = VARIANTS[name]
+            file = small if variant.small else csv
+            measurement, step_times, outputs = run_variant(
+                name, variant, file, work, settings_file, round_number
+            )
+            if outputs is None:
+                raise BenchmarkFailed(
+                    f"{name} failed (exit {measurement.returncode}); see "
+                    f"{run_log(work, name, round_number)}"
+                )
+            check_settings(name, variant, measurement, expected)
+            checks.add(name, round_number, variant.small, outputs)
             runs.setdefault(name, []).append(measurement)
             if name == "pipeline":
                 for step, seconds in step_times.items():
                     steps.setdefault(step, []).append(seconds)
             print(
-                f"  round {round_number} {name:15s} {measurement.seconds:7.1f} s   python peak "
-                f"{measurement.peak_python_mb:6.0f} MiB   "
-                f"JVM peak {measurement.peak_jvm_mb:6.0f} MiB",
+                f"  {name:15s} wall {measurement.seconds:7.1f} s   CPU "
+                f"{measurement.cpu_seconds:7.1f} s   python peak "
+                f"{measurement.peak_python_mb:6.0f} MiB   JVM peak "
+                f"{measurement.peak_jvm_mb:6.0f} MiB",
                 flush=True,
             )
-
+    load_after = load_average()
+    commit_after, _ = code_state()
     for name in ("pipeline", "pipeline_small"):
         shutil.rmtree(dagster_home(name, work), ignore_errors=True)
-    seconds = {name: statistics.median(m.seconds for m in ms) for name, ms in runs.items()}
-    ratios = {
-        "ours / floor (target <= 1.15)": seconds["pipeline"] / seconds["floor"],
-        "notebook / ours (target >= 1.0)": seconds["notebook"] / seconds["pipeline"],
-        "ours / DuckDB": seconds["pipeline"] / seconds["duckdb"],
-    }
-    block = [
-        f"\n### {args.rows:,} rows ({size_mb:,.0f} MiB CSV), {args.rounds} rounds, "
-        f"{dt.date.today().isoformat()}\n",
-        f"Machine: {machine()}\n",
-        "| run | wall seconds, median (min-max) | CPU seconds, median | peak Python MiB "
-        "| peak JVM MiB |",
-        "|---|---|---|---|---|",
-    ]
-    for name, ms in runs.items():
-        label = LABELS[name] + (f" ({args.small_rows:,} rows)" if name.endswith("_small") else "")
-        block.append(
-            f"| {label} | {median_spread([m.seconds for m in ms])} | "
-            f"{statistics.median(m.cpu_seconds for m in ms):.1f} | "
-            f"{max(m.peak_python_mb for m in ms):.0f} | {max(m.peak_jvm_mb for m in ms):.0f} |"
+
+    text = "\n".join(
+        entry(
+            args,
+            size_mb,
+            seed,
+            orders,
+            runs,
+            steps,
+            checks,
+            expected,
+            describe_code(commit, changed, commit_after),
+            load_before,
+            load_after,
         )
-    block += ["", *[f"- {label}: **{value:.2f}**" for label, value in ratios.items()]]
-    cpu = {name: statistics.median(m.cpu_seconds for m in ms) for name, ms in runs.items()}
-    block.append(
-        f"- CPU seconds, ours / floor: {cpu['pipeline'] / cpu['floor']:.2f}; "
-        f"notebook / ours: {cpu['notebook'] / cpu['pipeline']:.2f}"
     )
-    if small is not None:
-        block.append(
-            f"- {args.small_rows:,}-row month through the CLI (target <= 12 s): "
-            f"**{seconds['pipeline_small']:.1f} s** "
-            f"(notebook's approach {seconds['notebook_small']:.1f} s)"
-        )
-    block += ["", "Pipeline steps, seconds, median (min-max):", ""]
-    block += [f"- {step}: {median_spread(values)}" for step, values in steps.items()]
-    text = "\n".join(block)
     print(text, flush=True)
+    if args.no_append:
+        print(f"Not appended to {args.results} (--no-append)")
+        return 0
     if not args.results.exists():
         args.results.write_text(RESULTS_HEADER)
     with open(args.results, "a") as handle:
         handle.write(text + "\n")
     print(f"Appended to {args.results}")
     return 0
+
+
+def entry(
+    args: argparse.Namespace,
+    size_mb: float,
+    seed: int,
+    orders: list[list[str]],
+    runs: dict[str, list[Measurement]],
+    steps: dict[str, list[float]],
+    checks: CrossCheck,
+    expected: dict[str, dict[str, str]],
+    code: str,
+    load_before: str,
+    load_after: str,
+) -> list[str]:
+    """The RESULTS.md entry: everything in it is worked out from this benchmark run."""
+    wall = {name: statistics.median(m.seconds for m in ms) for name, ms in runs.items()}
+    cpu = {name: statistics.median(m.cpu_seconds for m in ms) for name, ms in runs.items()}
+
+    def ratio(label: str, top: str, bottom: str, bold: bool = True) -> str:
+        figure = f"{wall[top] / wall[bottom]:.2f}"
+        return (
+            f"- {label}: wall {'**' + figure + '**' if bold else figure}, "
+            f"CPU {cpu[top] / cpu[bottom]:.2f}"
+        )
+
+    cpu_sources = sorted({CPU_SOURCES[m.cpu_source] for ms in runs.values() for m in ms})
+    left = sum(m.left_running for ms in runs.values() for m in ms)
+    block = [
+        f"\n### {args.rows:,} rows ({size_mb:,.0f} MiB CSV), {args.rounds} rounds, "
+        f"{dt.date.today().isoformat()}\n",
+        f"{code}\n",
+        f"Machine: {machine()}\n",
+        f"Load average (1 / 5 / 15 min): {load_before} before the first run, "
+        f"{load_after} after the last\n",
+        f"Order of the runs (shuffled each round, seed {seed}): "
+        + "; ".join(f"{i}: {', '.join(order)}" for i, order in enumerate(orders, start=1))
+        + "\n",
+        "| run | key | Spark settings | wall seconds, median (min-max) | "
+        "CPU seconds, median (min-max) | peak Python MiB | peak JVM MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, variant in VARIANTS.items():
+        if name not in runs:
+            continue
+        ms = runs[name]
+        label = variant.label + (f" ({args.small_rows:,} rows)" if variant.small else "")
+        block.append(
+            f"| {label} | {name} | {SETTINGS_LABELS[variant.settings]} | "
+            f"{median_spread([m.seconds for m in ms])} | "
+            f"{median_spread([m.cpu_seconds for m in ms])} | "
+            f"{max(m.peak_python_mb for m in ms):.0f} | {max(m.peak_jvm_mb for m in ms):.0f} |"
+        )
+    block += [
+        "",
+        "Ratios of the medians, the same Spark settings on both sides unless said:",
+        "",
+        ratio("ours / plain script (target <= 1.15)", "pipeline", "plain"),
+        ratio("notebook / ours (target >= 1.0)", "notebook", "pipeline"),
+        ratio(
+            "notebook as it runs today (Spark's defaults) / ours",
+            "notebook_today",
+            "pipeline",
+            bold=False,
+        ),
+        ratio("ours / DuckDB", "pipeline", "duckdb", bold=False),
+    ]
+    if "pipeline_small" in runs:
+        block.append(
+            f"- {args.small_rows:,}-row month through the CLI (target <= 12 s): "
+            f"**{wall['pipeline_small']:.1f} s** "
+            f"(notebook's approach {wall['notebook_small']:.1f} s)"
+        )
+    block += [
+        "",
+        "Outputs, compared run by run on the generated months (a difference fails the benchmark):",
+        "",
+        *checks.summary(args.small_rows),
+        "",
+        f"CPU seconds: user + system of each run's whole process tree ({', '.join(cpu_sources)})"
+        + (f"; {left} processes outlived their run and are not counted" if left else "")
+        + ".",
+        "",
+        "Shared Spark settings (benchmarks/spark_settings.py; every Spark run's were read back "
+        "from its JVM's command line): " + spark_settings.describe(expected[spark_settings.SHARED]),
+        "",
+        "Spark's defaults, as the notebook's approach runs today: "
+        + spark_settings.describe(expected[spark_settings.SPARK_DEFAULTS]),
+        "",
+        "Pipeline steps, seconds, median (min-max):",
+        "",
+    ]
+    # A step whose "Finished execution" line is missing from a round's log is said to be, rather
+    # than shown as if measured every round: the round's log (`run_log`) tells why.
+    block += [
+        f"- {step}: {median_spread(values)}"
+        + (
+            f" (found in the log of {len(values)} of {args.rounds} rounds)"
+            if len(values) < args.rounds
+            else ""
+        )
+        for step, values in steps.items()
+    ]
+    return block
 
 
 RESULTS_HEADER = """# Benchmark results
