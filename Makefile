@@ -49,7 +49,7 @@ run: java $(STAMP) spark-archive
 ## on TEST_WORKERS pytest-xdist workers: most of a real-system test's time is waiting (a daemon's
 ## tick, a database outage, a browser), which the workers overlap. The tests of a file sharing a
 ## server run on one worker (medallion_assets_tests/conftest.py). TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 5
 test: test-system-deps $(STAMP) lint spark-archive
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 

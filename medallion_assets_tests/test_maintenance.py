@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from dagster import (
     AssetIn,
     BackfillPolicy,
@@ -255,6 +256,9 @@ def monthly_run(warehouse: Path, instance: DagsterInstance, rows: int):
     )
 
 
+# Slow: the write and the maintenance run share an instance on disk, whose compute logs Dagster
+# captures with a `tail` process.
+@pytest.mark.slow
 def test_a_vacuum_during_a_write_deletes_no_file_its_commit_names(
     tmp_path, spark, defs, monkeypatch
 ):
