@@ -117,6 +117,7 @@ def _shares_a_fixture(test_file: str) -> bool:
     return False
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist may be off (-p no:xdist)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """``make test``'s scheduling (``--dist loadscope``): the tests of a file that shares a
     fixture between its tests run on one worker, so that fixture is built once; every other test
