@@ -9,44 +9,17 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
 from collections import defaultdict
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from dagster import DagsterInstance
 
 from medallion_assets_tests.source_lines import good_lines, run_job, write_source
+from medallion_assets_tests.test_alerts import Webhook
 from medallion_assets_tests.test_checks import materializations_by_month
 
 MONTH = "2019-10"
-
-
-class Webhook:
-    """A real HTTP endpoint recording the JSON bodies it is sent."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                hook.bodies.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/notice"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -54,6 +27,11 @@ def webhook():
     hook = Webhook()
     yield hook
     hook.close()
+
+
+def bodies(hook: Webhook) -> list[dict]:
+    """The JSON bodies the endpoint was sent, in order."""
+    return [json.loads(body) for _, _, body in hook.requests]
 
 
 def by_brand(lines: list[str]) -> dict[str, tuple[Decimal, int]]:
@@ -99,7 +77,7 @@ def test_a_rebuilt_month_shows_before_and_after_and_notifies_once(
     assert materializations_by_month(instance, ("silver", "events"))[MONTH]["change"] == (
         "first build of 2019-10"
     )
-    assert webhook.bodies == []  # a first build is no news
+    assert bodies(webhook) == []  # a first build is no news
 
     second = changed(first)
     write_source(landing_dir, "2019-Oct.csv", second)
@@ -141,8 +119,8 @@ def test_a_rebuilt_month_shows_before_and_after_and_notifies_once(
     assert table == [(b, f"{x:.2f}", f"{y:.2f}", f"{y - x:+.2f}") for b, (x, y) in expected]
     assert table  # the corrected prices moved some brand
 
-    assert len(webhook.bodies) == 1
-    text = webhook.bodies[0]["text"]
+    assert len(bodies(webhook)) == 1
+    text = bodies(webhook)[0]["text"]
     assert text.startswith("Revenue changed by a rebuild of 2019-10\n")
     assert f"purchase revenue {revenue[0]:,.2f} → {revenue[1]:,.2f}" in text
     assert f"purchases {purchases[0]:,} → {purchases[1]:,}" in text
@@ -162,4 +140,4 @@ def test_a_rebuild_within_the_notice_share_sends_nothing(spark, landing_dir, set
     assert gold["purchase_revenue_before"] == gold["purchase_revenue_after"]
     assert gold["purchase_revenue_change_percent"] == 0.0
     assert gold["brands_changed_most"].records == []
-    assert webhook.bodies == []
+    assert bodies(webhook) == []
