@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import datetime as dt
 import gzip
+import hashlib
 import io
 import itertools
 import os
@@ -13,6 +15,7 @@ import re
 import tracemalloc
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from medallion_assets.tools import sample_data
@@ -132,18 +135,24 @@ def test_empty_user_ids_duplicates_and_sessions(october):
     assert all(len(users) == 1 for users in users_of_session.values())
 
 
+@pytest.mark.parametrize("shape", ["sample", "wide"])
 @pytest.mark.parametrize("chunk_rows", [1, 200_000])
-def test_guarantees_hold_for_small_files(tmp_path, monkeypatch, chunk_rows):
+def test_guarantees_hold_for_small_files(tmp_path, monkeypatch, chunk_rows, shape):
     # with the random shares at zero, only the guarantee can put these rows in the file
-    monkeypatch.setattr(sample_data, "_DUPLICATE_SHARE", 0.0)
+    no_duplicates = dataclasses.replace(sample_data.SHAPES[shape], duplicate_share=0.0)
+    monkeypatch.setitem(sample_data.SHAPES, shape, no_duplicates)
     monkeypatch.setattr(sample_data, "_EMPTY_USER_ID_SHARE", 0.0)
-    _, rows = read_rows(generate_month("2019-12", 1_000, tmp_path, seed=11, chunk_rows=chunk_rows))
+    _, rows = read_rows(
+        generate_month("2019-12", 1_000, tmp_path, seed=11, chunk_rows=chunk_rows, shape=shape)
+    )
     assert len(rows) == 1_000
     assert sum(r[7] == "" for r in rows) >= 1
     assert len({tuple(r) for r in rows}) == len(rows) - 1
     assert [r[0] for r in rows] == sorted(r[0] for r in rows)
     # and no guarantee below 1,000 rows
-    _, rows = read_rows(generate_month("2019-12", 999, tmp_path, seed=11, chunk_rows=chunk_rows))
+    _, rows = read_rows(
+        generate_month("2019-12", 999, tmp_path, seed=11, chunk_rows=chunk_rows, shape=shape)
+    )
     assert len(rows) == 999 and all(r[7] for r in rows) and len({tuple(r) for r in rows}) == 999
 
 
@@ -402,3 +411,152 @@ def test_cli_reports_progress_on_stderr(tmp_path, capsys):
     assert captured.out == f"{tmp_path / '2019-Dec.csv'}\t5000 rows\n"  # stdout as before
     with pytest.raises(SystemExit):
         main([*argv, "--progress-seconds", "-1"])
+
+
+# --- shapes ----------------------------------------------------------------------------------
+
+SHAPE_ROWS = 200_000
+
+
+def shape_stats(path: Path) -> dict[str, float]:
+    """What a shape sets, measured from the written file."""
+    df = pl.read_csv(path, schema_overrides={"category_id": pl.Int64, "user_id": pl.Int64})
+    sessions = df.drop_nulls(["user_id", "user_session"]).select("user_id", "user_session")
+    sessions = sessions.unique()
+    per_user = sessions.group_by("user_id").len()
+    return {
+        "rows": df.height,
+        "users": df["user_id"].drop_nulls().n_unique(),
+        "brands": df["brand"].drop_nulls().n_unique(),
+        "duplicate_share": 1 - df.unique().height / df.height,
+        "sessions_per_user": sessions.height / per_user.height,
+        "most_sessions_of_one_user": per_user["len"].max(),
+    }
+
+
+@pytest.fixture(scope="module")
+def shaped(tmp_path_factory) -> dict[str, tuple[Path, dict[str, float]]]:
+    """The same month and seed in both shapes, 200,000 rows each."""
+    out = {}
+    for shape in ("sample", "wide"):
+        path = generate_month(
+            "2019-10", SHAPE_ROWS, tmp_path_factory.mktemp(shape), seed=2, shape=shape
+        )
+        out[shape] = path, shape_stats(path)
+    return out
+
+
+def test_shapes_are_named_and_sample_is_the_default():
+    assert {"sample", "wide"} <= set(sample_data.SHAPES)
+    assert sample_data.DEFAULT_SHAPE == "sample"
+    sample, wide = sample_data.SHAPES["sample"], sample_data.SHAPES["wide"]
+    assert wide.duplicate_share == 0.003 and sample.duplicate_share == 0.005
+    assert wide.brands == 3_000 and sample.brands is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        wide.users = 1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="duplicate_share"):
+        dataclasses.replace(wide, duplicate_share=1.5)
+
+
+def test_wide_shape_has_over_ten_times_the_brands_of_sample(shaped):
+    sample, wide = shaped["sample"][1], shaped["wide"][1]
+    assert sample["brands"] < 200  # the families' named brands
+    assert wide["brands"] > 2_000  # most of its 3,000 show up in 200,000 rows
+    assert wide["brands"] > 10 * sample["brands"]
+
+
+def test_wide_shape_spreads_sessions_over_more_users_without_heavy_users(shaped):
+    sample, wide = shaped["sample"][1], shaped["wide"][1]
+    # Distinct users cannot exceed the ~44,000 sessions of 200,000 rows, and sample already shows
+    # ~26,000 of them: the factor in distinct users is bounded here (it is ~2 at 1M rows and at
+    # a real month's 42M), the factor in per-user skew is not.
+    assert wide["users"] > 1.5 * sample["users"]
+    assert wide["sessions_per_user"] < 1.1 < 1.5 < sample["sessions_per_user"]
+    assert sample["most_sessions_of_one_user"] > 20 * wide["most_sessions_of_one_user"]
+
+
+def test_duplicate_share_follows_the_shape(shaped):
+    sample, wide = shaped["sample"][1], shaped["wide"][1]
+    assert sample["rows"] == wide["rows"] == SHAPE_ROWS
+    assert sample["duplicate_share"] == pytest.approx(0.005, abs=0.0008)
+    assert wide["duplicate_share"] == pytest.approx(0.003, abs=0.0008)
+
+
+def test_wide_shape_keeps_the_catalogue_and_the_file_guarantees(shaped):
+    sample = pl.read_csv(shaped["sample"][0], infer_schema=False)
+    wide = pl.read_csv(shaped["wide"][0], infer_schema=False)
+    assert wide.columns == HEADER.split(",")
+    assert wide["event_time"].is_sorted()
+    # every product keeps its attributes on every row; only brand names differ from sample
+    attributes = ["product_id", "category_id", "category_code", "brand"]
+    assert wide.select(attributes).unique().height == wide["product_id"].n_unique()
+    both = sample.select(attributes).unique().join(
+        wide.select(attributes).unique(), on="product_id", suffix="_wide"
+    )
+    assert both.height > 10_000
+    assert both.filter(
+        (pl.col("category_id") != pl.col("category_id_wide"))
+        | (pl.col("category_code").eq_missing(pl.col("category_code_wide")).not_())
+        | (pl.col("brand").is_null() != pl.col("brand_wide").is_null())
+    ).is_empty()
+    brands = wide["brand"].drop_nulls()
+    assert brands.str.contains(r"^[a-z0-9.\-]+$").all()
+    assert wide["brand"].null_count() / wide.height == pytest.approx(0.14, abs=0.04)
+    # one user per session
+    assert wide.drop_nulls(["user_id", "user_session"]).group_by("user_session").agg(
+        pl.col("user_id").n_unique()
+    )["user_id"].max() == 1
+
+
+def test_wide_shape_is_deterministic_and_seeded(tmp_path):
+    a = generate_month("2019-11", 20_000, tmp_path / "a", seed=4, shape="wide")
+    b = generate_month("2019-11", 20_000, tmp_path / "b", seed=4, shape="wide")
+    c = generate_month("2019-11", 20_000, tmp_path / "c", seed=5, shape="wide")
+    d = generate_month("2019-11", 20_000, tmp_path / "d", seed=4, shape="sample")
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    assert a.read_bytes() != d.read_bytes()
+
+
+def test_default_shape_equals_explicit_sample_byte_for_byte(tmp_path):
+    default = generate_month("2019-10", 20_000, tmp_path / "a", seed=1, chunk_rows=3_000)
+    explicit = generate_month(
+        "2019-10", 20_000, tmp_path / "b", seed=1, chunk_rows=3_000, shape="sample"
+    )
+    assert default.read_bytes() == explicit.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("month", "rows", "sha256"),
+    [
+        ("2019-10", 5_000, "6b5f429729fdb0503386f1547f2a9fa79b81a36fb4f2b28557e54de7be967924"),
+        ("2019-11", 20_000, "6c0d3bc58be4ed31c5e2e6c44994c94aeb06b428bc6668573931d6893617f2e0"),
+    ],
+)
+def test_sample_shape_bytes_are_those_from_before_shapes_existed(tmp_path, month, rows, sha256):
+    # Pinned digests of files generated before shapes were added: the default shape must not
+    # change existing files. (A numpy release that changes its random streams would also move
+    # them; the other determinism tests tell the two apart.)
+    path = generate_month(month, rows, tmp_path, seed=1, chunk_rows=3_000)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+
+
+def test_unknown_shape_raises_naming_the_shapes(tmp_path):
+    with pytest.raises(ValueError, match=r"'tall'.*sample, wide") as exc:
+        generate_month("2019-10", 10, tmp_path / "out", shape="tall")
+    assert "Unknown shape" in str(exc.value)
+    assert not (tmp_path / "out").exists()  # nothing written, not even the directory
+
+
+def test_cli_shape_flag(tmp_path, capsys):
+    argv = ["--out", str(tmp_path / "cli"), "--month", "2019-10", "--rows", "3000"]
+    assert main([*argv, "--shape", "wide"]) == 0
+    api = generate_month("2019-10", 3_000, tmp_path / "api", shape="wide")
+    assert (tmp_path / "cli" / "2019-Oct.csv").read_bytes() == api.read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "bad"), "--month", "2019-10", "--shape", "tall"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "tall" in err and "sample" in err and "wide" in err
+    assert not (tmp_path / "bad").exists()

@@ -14,7 +14,30 @@ what the real data throws at it, so the output copies the real files' shape:
   every row and in every month generated with the same seed;
 * the real files' defects, so the pipeline's handling of them is exercised: empty
   ``category_code`` (~32 % of rows) and ``brand`` (~14 %), a small share of ``0.00`` prices,
-  rare empty ``user_id`` and ``user_session`` values, and exact duplicate rows (~0.5 %).
+  rare empty ``user_id`` and ``user_session`` values, and exact duplicate rows (~0.5 %, or the
+  share of the chosen shape).
+
+Shapes: a named `MonthShape` (``SHAPES``) sets the knobs that change the Spark work on a month:
+how many distinct users and brands its group-bys and joins meet and how skewed they are, how
+long sessions are, and how many exact duplicates deduplication drops. Why more than one: a
+benchmark run on one data shape only shows the pipeline is fast on that shape; comparing on two
+shows whether its speed depends on the key cardinalities and skew.
+
+* ``"sample"`` (the default, so every file written without naming a shape keeps its bytes):
+  sessions drawn from a pool of 3 million users with Zipf popularity (rank k ~ 1/(k + 20)), so
+  a few users are very active (the top one has ~0.4 % of all sessions) and distinct users grow
+  slowly with rows (~26,000 at 200,000 rows, ~100,000 at 1 million, an expected ~1.5 million
+  at a real month's 42 million, ~6 sessions each); the ~140 named brands of the category
+  families; 0.5 % duplicates; 4.5 events per session.
+* ``"wide"``: shaped like the published October 2019 file at full size. A pool of 4.5 million
+  users with log-normally spread activity (sd 1.0 of log-activity), which is expected to show
+  about 3 million distinct users with about 3 sessions each in a real month's 42 million rows,
+  and shows almost one user per session in small files (~43,000 users at 200,000 rows, ~200,000
+  at 1 million; no user above ~0.003 % of the sessions); 3,000 brands with
+  Zipf popularity (rank k on a product with probability ~1/(k + 1): the named brands first, then
+  made-up ones), every one on at least one product, over the whole catalogue rather than per
+  category family; 0.3 % duplicates; 4.6 events per session. Products, categories, prices and
+  the catalogue's empty brands are the same as in ``"sample"`` for the same seed.
 
 Why streamed: a real month holds over 40 million rows. Rows are generated and written in
 chunks of vectorised numpy work, each chunk covering its own contiguous slice of the month, so
@@ -26,7 +49,8 @@ The same seed and arguments always give a byte-identical file; different months 
 give different data. The header, the month keys and the file names are the package's own
 (`schema.SOURCE_HEADER`, `partitions.parse_month_key`, `partitions.landing_file_name`), so the
 generator writes exactly what the landing sensor and bronze expect. A month of tens of millions of
-rows takes a while: the command line reports its progress on stderr.
+rows takes a while: the command line reports its progress on stderr. Every guarantee above
+holds for every shape; a shape's files are deterministic in the same way.
 """
 
 from __future__ import annotations
@@ -53,7 +77,10 @@ from medallion_assets.schema import SOURCE_HEADER
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "DEFAULT_ROWS",
+    "DEFAULT_SHAPE",
     "HEADER",
+    "SHAPES",
+    "MonthShape",
     "Progress",
     "file_name_for",
     "generate_month",
@@ -73,18 +100,14 @@ _NULL_BRAND_SHARE = 0.14
 _ZERO_PRICE_SHARE = 0.001
 _EMPTY_USER_ID_SHARE = 0.0001
 _EMPTY_SESSION_SHARE = 0.00001
-_DUPLICATE_SHARE = 0.005
 _MAX_PRICE = 2574.07
 
 _N_PRODUCTS = 60_000
 _PRODUCT_ZIPF_OFFSET = 5.0  # top product gets ~1.6 % of the rows
 _N_CATEGORIES = 650
-_N_USERS = 3_000_000
-_USER_ZIPF_OFFSET = 20.0
 _USER_ID_BASE = 500_000_000
 _USER_ID_SPAN = 100_000_000
 _USER_ID_MULTIPLIER = 37_139_213  # odd and not a multiple of 5: a bijection modulo 10**8
-_MEAN_SESSION_EVENTS = 4.5
 _SAME_PRODUCT_AGAIN = 0.4  # chance an event in a session is about the product of the event before
 _MEAN_EVENT_GAP_SECONDS = 45.0
 _CATEGORY_ID_BASE = 2_053_013_552_226_107_603
@@ -229,6 +252,96 @@ _BRANDS_BY_FAMILY: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Made-up brand names, after the named ones, for shapes with more brands: consonant + vowel
+# syllables, two per name (4,900 names) and then three.
+_BRAND_CONSONANTS = "bdfgklmnprstvz"
+_BRAND_VOWELS = "aeiou"
+_MAX_BRANDS = 20_000  # well below the catalogue's branded products, so each brand can have one
+_USER_ACTIVITIES = ("zipf", "lognormal")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes
+
+
+@dataclass(frozen=True)
+class MonthShape:
+    """The knobs of a month's data that change the work a pipeline does on it (see the module
+    docstring for the named shapes and why they exist).
+
+    * `users`: size of the user pool; how many of them a file shows depends on its rows.
+    * `user_activity`: how sessions spread over the pool. ``"zipf"``: the user of rank k has a
+      session with probability ~1/(k + `user_skew`); ``"lognormal"``: users' activities are
+      log-normal with `user_skew` the standard deviation of log-activity.
+    * `brands`: None for the named brands of each category family (about 140 in all, weighted
+      1/(j + 1) within a family); a number for that many brands over the whole catalogue, every
+      one on at least one product, the brand of rank k on a product with probability
+      ~1/(k + `brand_zipf_offset`).
+    * `duplicate_share`: share of rows that are exact copies of the row before them.
+    * `mean_session_events`: mean events per session (geometric lengths, at least one).
+    """
+
+    users: int
+    user_activity: str
+    user_skew: float
+    brands: int | None
+    brand_zipf_offset: float
+    duplicate_share: float
+    mean_session_events: float
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1 <= self.users <= _USER_ID_SPAN:
+            problems.append(f"users must be in 1..{_USER_ID_SPAN}")
+        if self.user_activity not in _USER_ACTIVITIES:
+            problems.append(f"user_activity must be one of {_USER_ACTIVITIES}")
+        if not self.user_skew > 0:
+            problems.append("user_skew must be > 0")
+        if self.brands is not None and not 1 <= self.brands <= _MAX_BRANDS:
+            problems.append(f"brands must be None or in 1..{_MAX_BRANDS}")
+        if not self.brand_zipf_offset > 0:
+            problems.append("brand_zipf_offset must be > 0")
+        if not 0 <= self.duplicate_share < 1:
+            problems.append("duplicate_share must be in [0, 1)")
+        if not self.mean_session_events >= 1:
+            problems.append("mean_session_events must be >= 1")
+        if problems:
+            raise ValueError(f"Invalid MonthShape {self}: {'; '.join(problems)}.")
+
+
+DEFAULT_SHAPE = "sample"
+SHAPES: dict[str, MonthShape] = {
+    # A few heavy users, the families' named brands.
+    "sample": MonthShape(
+        users=3_000_000,
+        user_activity="zipf",
+        user_skew=20.0,
+        brands=None,
+        brand_zipf_offset=1.0,
+        duplicate_share=0.005,
+        mean_session_events=4.5,
+    ),
+    # The published October 2019 file at full size (42.4 million rows): 4.5 million users with
+    # log-activity sd 1.0 show ~3.0 million distinct users at ~3.0 sessions each in its ~9.2
+    # million sessions; ~3,000 brands; 0.3 % duplicates; ~4.6 events per session.
+    "wide": MonthShape(
+        users=4_500_000,
+        user_activity="lognormal",
+        user_skew=1.0,
+        brands=3_000,
+        brand_zipf_offset=1.0,
+        duplicate_share=0.003,
+        mean_session_events=4.6,
+    ),
+}
+
+
+def _month_shape(shape: str) -> MonthShape:
+    if not isinstance(shape, str) or shape not in SHAPES:
+        raise ValueError(f"Unknown shape {shape!r}: expected one of {', '.join(SHAPES)}.")
+    return SHAPES[shape]
+
+
 # Rendering: rows are assembled from fixed-width pieces in blocks of this many rows.
 _RENDER_ROWS = 32_768
 _TAIL_WIDTH = 47  # "user_id,user_session\n"
@@ -303,8 +416,36 @@ def _pick_share(weights: np.ndarray, target: float, rng: np.random.Generator) ->
     return chosen
 
 
+@functools.lru_cache(maxsize=4)
+def _brand_names(n: int) -> tuple[str, ...]:
+    """`n` distinct brand names, most popular first: the families' named brands, then made-up
+    ones (the same list for every seed)."""
+    names = list(dict.fromkeys(b for family in _BRANDS_BY_FAMILY.values() for b in family))
+    taken = set(names)
+    syllables = [c + v for c in _BRAND_CONSONANTS for v in _BRAND_VOWELS]
+    length = 2
+    while len(names) < n:
+        count = len(syllables) ** length
+        for j in range(count):
+            k = j * 7_919 % count  # a prime stride (coprime to 70**length): a scrambled order
+            name = ""
+            for _ in range(length):
+                k, digit = divmod(k, len(syllables))
+                name += syllables[digit]
+            if name not in taken:
+                taken.add(name)
+                names.append(name)
+                if len(names) == n:
+                    break
+        length += 1
+    return tuple(names[:n])
+
+
 @functools.lru_cache(maxsize=8)
-def _catalog(seed: int) -> _Catalog:
+def _catalog(seed: int, brands: int | None = None, brand_zipf_offset: float = 1.0) -> _Catalog:
+    """The products of `seed`. `brands` None: each product's brand comes from its category
+    family's named brands; a number: from that many brands with Zipf popularity over the whole
+    catalogue (see `MonthShape`). Everything but the brand names is the same either way."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0xCA7A106])))
     popularity = _zipf_weights(_N_PRODUCTS, _PRODUCT_ZIPF_OFFSET)  # product i has rank i
 
@@ -331,13 +472,30 @@ def _catalog(seed: int) -> _Catalog:
 
     product_ids = 1_000_000 + rng.choice(99_000_000, _N_PRODUCTS, replace=False)
 
+    # Brands drawn from their own stream, so that the rest of the catalogue does not depend on
+    # how many brands there are.
+    brand_of_product = None
+    if brands is not None:
+        brand_rng = np.random.Generator(
+            np.random.PCG64(np.random.SeedSequence([seed, 0xCA7A106, 0xB4A4D]))
+        )
+        branded = np.flatnonzero(~no_brand)
+        brand_rank = np.full(_N_PRODUCTS, -1, dtype=np.int64)
+        brand_rank[branded] = _zipf_ranks(brand_rng, len(branded), brands, brand_zipf_offset)
+        # every brand on at least one product: the catalogue holds exactly `brands` brands
+        brand_rank[brand_rng.choice(branded, brands, replace=False)] = np.arange(brands)
+        names = _brand_names(brands)
+        brand_of_product = ["" if r < 0 else names[r] for r in brand_rank.tolist()]
+
     # 1/(j+1)-weighted brand choice: a few brands dominate each family
     brand_cum = {f: np.cumsum(1.0 / np.arange(1, len(b) + 1)) for f, b in _BRANDS_BY_FAMILY.items()}
     lines = []
     for i in range(_N_PRODUCTS):
         cat = int(product_cat[i])
         code = "" if cat_no_code[cat] else _CATEGORY_CODES[cat_code[cat]][0]
-        if no_brand[i]:
+        if brand_of_product is not None:
+            brand = brand_of_product[i]
+        elif no_brand[i]:
             brand = ""
         else:
             family = code.split(".", 1)[0]
@@ -404,9 +562,9 @@ class _Flags:
     need_empty_user: bool
 
 
-def _sessions(rng: np.random.Generator, rows: int) -> np.ndarray:
-    """Session lengths (>= 1 event each) adding up to exactly `rows`."""
-    p = 1.0 / _MEAN_SESSION_EVENTS
+def _sessions(rng: np.random.Generator, rows: int, mean_events: float) -> np.ndarray:
+    """Session lengths (>= 1 event each, `mean_events` on average) adding up to exactly `rows`."""
+    p = 1.0 / mean_events
     lengths = rng.geometric(p, int(rows * p * 1.1) + 16)
     while lengths.sum() < rows:
         lengths = np.concatenate([lengths, rng.geometric(p, int(rows * p * 0.2) + 16)])
@@ -415,6 +573,31 @@ def _sessions(rng: np.random.Generator, rows: int) -> np.ndarray:
     lengths = lengths[: last + 1].copy()
     lengths[-1] -= int(ends[last]) - rows
     return lengths
+
+
+def _lognormal_ranks(rng: np.random.Generator, size: int, n: int, sigma: float) -> np.ndarray:
+    """Ranks 0..n-1 (0 the most active) of a pool of `n` users whose activities are log-normal,
+    exp(sigma * z) with z standard normal, each draw picking a user in proportion to activity.
+
+    Picking in proportion to exp(sigma * z) is drawing z from Normal(sigma, 1) (density
+    phi(z) * exp(sigma * z) is proportional to phi(z - sigma)), and the user with score z has
+    rank n * P(Z > z) in the pool: one normal draw and one erfc per draw, no table, so the pool
+    can be large."""
+    z = rng.normal(sigma, 1.0, size)
+    upper = 0.5 * _erfc(z / np.sqrt(2.0))
+    return np.clip((upper * n).astype(np.int64), 0, n - 1)
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    """Complementary error function, relative error below 1.2e-7 (numpy has none; Numerical
+    Recipes' Chebyshev fit)."""
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    tail = t * np.exp(-z * z + poly)
+    return np.where(x >= 0, tail, 2.0 - tail)
 
 
 def _uuids(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -440,11 +623,12 @@ def _chunk_bytes(
     share_lo: float,
     share_hi: float,
     flags: _Flags,
+    shape: MonthShape,
 ) -> list[np.ndarray]:
     """`rows` CSV lines (uint8 pieces, newline-terminated) with times in [lo, hi] seconds of the
     month."""
     # --- sessions: user, start time, events
-    lengths = _sessions(rng, rows)
+    lengths = _sessions(rng, rows, shape.mean_session_events)
     n_sessions = len(lengths)
     starts = np.cumsum(lengths) - lengths
     session_of_row = np.repeat(np.arange(n_sessions), lengths)
@@ -468,7 +652,10 @@ def _chunk_bytes(
     seconds = np.clip(start_second[session_of_row] + elapsed, lo, hi)
 
     # "user_id,uuid\n" of every session
-    user_rank = _zipf_ranks(rng, n_sessions, _N_USERS, _USER_ZIPF_OFFSET)
+    if shape.user_activity == "zipf":
+        user_rank = _zipf_ranks(rng, n_sessions, shape.users, shape.user_skew)
+    else:
+        user_rank = _lognormal_ranks(rng, n_sessions, shape.users, shape.user_skew)
     user_id = _USER_ID_BASE + (user_rank * _USER_ID_MULTIPLIER + month.user_salt) % _USER_ID_SPAN
     tail = np.empty((n_sessions, _TAIL_WIDTH), dtype=np.uint8)
     tail[:, :9] = (user_id[:, None] // _POW10_9) % 10 + 48
@@ -488,7 +675,7 @@ def _chunk_bytes(
     order = np.sort(seconds * rows + np.arange(rows)) % rows
     empty_user = rng.random(rows) < _EMPTY_USER_ID_SHARE
     empty_session = rng.random(rows) < _EMPTY_SESSION_SHARE
-    duplicate = rng.random(rows) < _DUPLICATE_SHARE
+    duplicate = rng.random(rows) < shape.duplicate_share
     duplicate[0] = False
     if flags.need_duplicate and rows >= 2 and not duplicate.any():
         duplicate[int(rng.integers(1, rows))] = True
@@ -671,6 +858,7 @@ def _write_rows(
     rng: np.random.Generator,
     catalog: _Catalog,
     month: _Month,
+    shape: MonthShape,
     progress: ProgressCallback | None = None,
 ) -> None:
     """The header and `rows` rows, chunk by chunk; each chunk covers the slice of the month's
@@ -691,7 +879,9 @@ def _write_rows(
                 hi = last_second
             else:
                 hi = max(lo, min(int(_seconds_at(month, share_hi)), last_second))
-            pieces = _chunk_bytes(rng, catalog, month, n, lo, hi, share_lo, share_hi, flags)
+            pieces = _chunk_bytes(
+                rng, catalog, month, n, lo, hi, share_lo, share_hi, flags, shape
+            )
             if pending is not None:
                 pending.result()
                 if progress is not None:
@@ -717,16 +907,20 @@ def generate_month(
     name_style: str = "mon",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: ProgressCallback | None = None,
+    shape: str = DEFAULT_SHAPE,
 ) -> Path:
     """Write `rows` events of `month` (``YYYY-MM``) to `out_dir` and return the file's path.
 
     Streams `chunk_rows` rows at a time and writes through a hidden temporary file in
     `out_dir` that is renamed into place when complete. ``rows=0`` writes only the header.
     `progress(rows_written, rows)` is called after each chunk reaches the file (see `Progress`).
+    `shape` names the data's shape, a key of `SHAPES` (``"sample"`` or ``"wide"``); an unknown
+    name raises ValueError listing the known ones.
     """
     first_day = parse_month_key(month)
     year, number = first_day.year, first_day.month
     _check_name_style(name_style)
+    month_shape = _month_shape(shape)
     rows = _check_int("rows", rows, 0)
     seed = _check_int("seed", seed, 0)
     # a chunk of at least two rows can always hold the guaranteed duplicate
@@ -736,7 +930,7 @@ def generate_month(
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / file_name_for(month, name_style, gzip)
 
-    catalog = _catalog(seed)
+    catalog = _catalog(seed, month_shape.brands, month_shape.brand_zipf_offset)
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, year, number])))
     state = _month_state(year, number, seed, rng)
 
@@ -750,7 +944,7 @@ def generate_month(
                 else raw
             )
             try:
-                _write_rows(sink, rows, chunk_rows, rng, catalog, state, progress)
+                _write_rows(sink, rows, chunk_rows, rng, catalog, state, month_shape, progress)
             finally:
                 if sink is not raw:
                     sink.close()
@@ -831,6 +1025,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="2019-Oct.csv (mon, as published) or 2019-10.csv (numeric)",
     )
     parser.add_argument(
+        "--shape", choices=tuple(SHAPES), default=DEFAULT_SHAPE,
+        help=f"shape of the data (default {DEFAULT_SHAPE}): sample, or wide (October 2019's "
+        "user and brand cardinalities at full size)",
+    )
+    parser.add_argument(
         "--chunk-rows", type=_positive_int, default=DEFAULT_CHUNK_ROWS,
         help=f"rows generated per chunk (default {DEFAULT_CHUNK_ROWS})",
     )
@@ -854,6 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = generate_month(
             month, args.rows, args.out, seed=args.seed, gzip=args.gzip,
             name_style=args.name_style, chunk_rows=args.chunk_rows, progress=progress,
+            shape=args.shape,
         )
         print(f"{path}\t{args.rows} rows")
     sys.stdout.flush()
