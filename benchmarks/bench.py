@@ -2,7 +2,7 @@
 side, in rounds, with every run's outputs checked against the others'.
 
     python benchmarks/bench.py [--rows 5000000] [--rounds 3] [--small-rows 1000] [--seed N]
-                               [--no-append] [--work DIR]
+                               [--shape sample|wide] [--no-append] [--work DIR]
 
 The runs, each a whole process on the same generated month:
 
@@ -12,6 +12,9 @@ The runs, each a whole process on the same generated month:
 - ``plain``: benchmarks/floor.py, the reference work done by a plain Spark script (typed CSV
   read, Parquet, rows without a user and exact duplicates dropped, purchase revenue by brand; no
   validation, no checks, no Delta);
+- ``best``: benchmarks/best.py, Spark's best: the same work as ``plain`` with every reader
+  option, codec and session setting that was measured to make it faster (best_choices.py
+  measures each);
 - ``notebook``: benchmarks/notebook_baseline.py, the approach of the notebook this replaces
   (inferSchema, a table per month, revenue over all events);
 - ``notebook_today``: the same script as it runs today, with Spark's defaults;
@@ -19,20 +22,23 @@ The runs, each a whole process on the same generated month:
   rules, a reference from outside Spark;
 
 and, with --small-rows, the pipeline and the notebook's approach on a tiny month (their fixed
-cost).
+cost). The months are generated with the data shape --shape names (`sample_data.SHAPES`), the
+same for both; the entry's heading names it.
 
-Like with like. The headline (pipeline, plain, notebook) runs with the same Spark session and JVM
-settings, the pipeline's own (benchmarks/spark_settings.py); each Spark run's settings are read
-back from its JVM's command line and the benchmark fails if they are not those its row names. The
-order of the runs changes from round to round (shuffled with a seed that is recorded), so that no
-run always follows the same neighbour or always meets a cold or warm page cache. After each run
-its outputs are compared with those of every earlier run of the same file where the work is the
-same: the rows of the de-duplicated silver (every run), and the purchase revenue of each brand as
-exact decimals (the pipeline's gold/revenue_by_brand Delta table, the plain script's and DuckDB's
-Parquet; the notebook sums something else). A difference fails the benchmark and says what
-differs. The months compared are generated (`sample_data`), and hold no line the pipeline rejects
-and a plain script keeps; the pipeline's rejected lines are counted and reported with any
-difference, since on a file that holds such lines the outputs differ by design.
+Like with like. The headline (pipeline, plain, best, notebook) starts with the same Spark
+session and JVM settings, the pipeline's own (benchmarks/spark_settings.py); each Spark run's
+settings are read back from its JVM's command line and the benchmark fails if they are not those
+its row names (best.py changes SQL settings at run time, which its docstring lists and its log
+and the entry record). The order of the runs changes from round to round (shuffled with a seed
+that is recorded), so that no run always follows the same neighbour or always meets a cold or
+warm page cache. After each run its outputs are compared with those of every earlier run of the
+same file where the work is the same: the rows of the de-duplicated silver (every run), and the
+purchase revenue of each brand as exact decimals (the pipeline's gold/revenue_by_brand Delta
+table, the plain scripts' and DuckDB's Parquet; the notebook sums something else). A difference
+fails the benchmark and says what differs. The months compared are generated (`sample_data`),
+and hold no line the pipeline rejects and a plain script keeps; the pipeline's rejected lines are
+counted and reported with any difference, since on a file that holds such lines the outputs
+differ by design.
 
 Records a reader can trust: every figure printed is the median over the rounds with its min-max,
 in wall seconds and in CPU seconds (user + system of the whole process tree, the kernel's
@@ -61,7 +67,7 @@ from pathlib import Path
 
 import psutil
 
-from medallion_assets.tools.sample_data import generate_month
+from medallion_assets.tools.sample_data import SHAPES, generate_month
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -92,6 +98,7 @@ class Variant:
     script: str | None  # None: the pipeline through the dagster CLI
     settings: str | None  # `spark_settings` choice; None: not a Spark run
     small: bool = False
+    args: tuple[str, ...] = ()  # the script's arguments after CSV, OUT_DIR and --settings
 
 
 VARIANTS: dict[str, Variant] = {
@@ -101,6 +108,11 @@ VARIANTS: dict[str, Variant] = {
     "plain": Variant(
         "plain Spark script (floor.py): typed read, no validation or checks",
         "floor.py",
+        spark_settings.SHARED,
+    ),
+    "best": Variant(
+        "Spark's best (best.py): the plain work, every measured gain kept",
+        "best.py",
         spark_settings.SHARED,
     ),
     "notebook": Variant(
@@ -188,7 +200,7 @@ def load_average() -> str:
 
 def check_plain_schema() -> None:
     """The plain script writes out the pipeline's schema and time format rather than importing
-    them (see floor.py); they must still be the pipeline's."""
+    them (see floor.py), and best.py imports floor.py's; they must still be the pipeline's."""
     import floor
 
     from medallion_assets.schema import EVENT_FIELDS, SOURCE_TIME_FORMAT
@@ -268,13 +280,21 @@ def script_env(settings_file: Path) -> dict[str, str]:
     return env
 
 
-def ensure_month(directory: Path, rows: int) -> Path:
-    marker = directory / "rows.json"
-    if not marker.exists() or json.loads(marker.read_text()) != rows:
+def month_directory(work: Path, rows: int, shape: str) -> Path:
+    """Where the generated month of ``rows`` rows and data shape ``shape`` is kept between runs."""
+    return work / f"landing_{shape}_{rows}"
+
+
+def ensure_month(directory: Path, rows: int, shape: str = "sample") -> Path:
+    """The month's file in ``directory``, generated unless the marker there says that the file
+    is already this month, size, shape and seed."""
+    marker = directory / "month.json"
+    wanted = {"month": MONTH, "rows": rows, "shape": shape, "seed": 1}
+    if not marker.exists() or json.loads(marker.read_text()) != wanted:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
-        generate_month(MONTH, rows, directory, seed=1)
-        marker.write_text(json.dumps(rows))
+        generate_month(MONTH, rows, directory, seed=1, shape=shape)
+        marker.write_text(json.dumps(wanted))
     return directory / "2019-Oct.csv"
 
 
@@ -330,7 +350,7 @@ def pipeline_outputs(warehouse: Path) -> Outputs:
 def script_outputs(script: str, out: Path) -> Outputs:
     import pyarrow.parquet as pq
 
-    if script == "floor.py":
+    if script in ("floor.py", "best.py"):
         return Outputs(
             silver_rows=_parquet_rows(out / "silver"),
             revenue=_revenue(pq.read_table(out / "gold_revenue")),
@@ -477,6 +497,7 @@ def run_variant(
         command = [sys.executable, str(HERE / variant.script), str(csv), str(out)]
         if variant.settings is not None:
             command += ["--settings", variant.settings]
+        command += list(variant.args)
         env = script_env(settings_file)
     measurement = run_measured(name, command, env=env, log_path=str(log))
     outputs = None
@@ -490,6 +511,16 @@ def run_variant(
     return measurement, steps, outputs
 
 
+def printed_line(log: Path, prefix: str) -> str | None:
+    """The last line of a run's log that starts with ``prefix`` (None: there is none)."""
+    if not log.exists():
+        return None
+    found = [
+        line for line in log.read_text(errors="replace").splitlines() if line.startswith(prefix)
+    ]
+    return found[-1].strip() if found else None
+
+
 def median_spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
@@ -501,6 +532,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-rows", type=int, default=1_000, help="0: no small month")
     parser.add_argument(
         "--seed", type=int, default=None, help="seed of the rounds' orders (default: a new one)"
+    )
+    parser.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="sample",
+        help="the generated months' data shape (medallion_assets.tools.sample_data.SHAPES)",
     )
     parser.add_argument(
         "--no-append", action="store_true", help="print the entry without appending it"
@@ -520,10 +557,12 @@ def run(args: argparse.Namespace) -> int:
     commit, changed = code_state()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    csv = ensure_month(work / f"landing_{args.rows}", args.rows)
+    csv = ensure_month(month_directory(work, args.rows, args.shape), args.rows, args.shape)
     size_mb = csv.stat().st_size / 2**20
     small = (
-        ensure_month(work / f"landing_{args.small_rows}", args.small_rows)
+        ensure_month(
+            month_directory(work, args.small_rows, args.shape), args.small_rows, args.shape
+        )
         if args.small_rows
         else None
     )
@@ -536,8 +575,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("pipeline", "pipeline_small"):
         prepare_instance(name, work)
     print(
-        f"Month {MONTH}: {args.rows:,} rows, {size_mb:,.0f} MiB; {args.rounds} rounds; "
-        f"order seed {seed}",
+        f"Month {MONTH}: {args.rows:,} rows, shape {args.shape}, {size_mb:,.0f} MiB; "
+        f"{args.rounds} rounds; order seed {seed}",
         flush=True,
     )
 
@@ -589,6 +628,7 @@ def run(args: argparse.Namespace) -> int:
             describe_code(commit, changed, commit_after),
             load_before,
             load_after,
+            printed_line(run_log(work, "best", args.rounds), "best.py: "),
         )
     )
     print(text, flush=True)
@@ -615,6 +655,7 @@ def entry(
     code: str,
     load_before: str,
     load_after: str,
+    best_line: str | None,
 ) -> list[str]:
     """The RESULTS.md entry: everything in it is worked out from this benchmark run."""
     wall = {name: statistics.median(m.seconds for m in ms) for name, ms in runs.items()}
@@ -630,8 +671,8 @@ def entry(
     cpu_sources = sorted({CPU_SOURCES[m.cpu_source] for ms in runs.values() for m in ms})
     left = sum(m.left_running for ms in runs.values() for m in ms)
     block = [
-        f"\n### {args.rows:,} rows ({size_mb:,.0f} MiB CSV), {args.rounds} rounds, "
-        f"{dt.date.today().isoformat()}\n",
+        f"\n### {args.rows:,} rows, shape {args.shape} ({size_mb:,.0f} MiB CSV), "
+        f"{args.rounds} rounds, {dt.date.today().isoformat()}\n",
         f"{code}\n",
         f"Machine: {machine()}\n",
         f"Load average (1 / 5 / 15 min): {load_before} before the first run, "
@@ -658,7 +699,9 @@ def entry(
         "",
         "Ratios of the medians, the same Spark settings on both sides unless said:",
         "",
-        ratio("ours / plain script (target <= 1.15)", "pipeline", "plain"),
+        ratio("ours / Spark's best (target <= 1.10)", "pipeline", "best"),
+        ratio("plain script / Spark's best", "plain", "best", bold=False),
+        ratio("ours / plain script", "pipeline", "plain", bold=False),
         ratio("notebook / ours (target >= 1.0)", "notebook", "pipeline"),
         ratio(
             "notebook as it runs today (Spark's defaults) / ours",
@@ -686,6 +729,9 @@ def entry(
         "",
         "Shared Spark settings (benchmarks/spark_settings.py; every Spark run's were read back "
         "from its JVM's command line): " + spark_settings.describe(expected[spark_settings.SHARED]),
+        "",
+        "Spark's best, its choices and the SQL settings it set at run time, as its last run "
+        f"printed them: `{best_line or '(no such line in its log)'}`",
         "",
         "Spark's defaults, as the notebook's approach runs today: "
         + spark_settings.describe(expected[spark_settings.SPARK_DEFAULTS]),
