@@ -9,7 +9,7 @@ ROWS ?= 100000
 LANDING := $(or $(MEDALLION_LANDING_DIR),data/landing)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: run test test-fast lint dev bench-dev bench bench-scale bench-year install java spark-archive test-system-deps clean
+.PHONY: run test test-fast lint dev bench-dev bench bench-scale bench-year bench-backfill install java spark-archive test-system-deps clean
 
 install: $(STAMP)
 
@@ -92,9 +92,23 @@ bench: java $(STAMP) spark-archive
 bench-scale: java $(STAMP) spark-archive
 	$(BIN)/python benchmarks/bench.py --rows 42448764 --rounds $(BENCH_ROUNDS) --small-rows 0
 
-## make bench-year: a 12-month backfill as one run against 12 one-month runs.
+## make bench-backfill: BACKFILL_MONTHS full-size months (42,448,764 rows each, from 2019-10) as one
+## single-run backfill against one run per month, through the dagster CLI, each way on a fresh
+## warehouse and instance, BACKFILL_ROUNDS rounds in alternating order: wall and CPU seconds and
+## their ratio (target <= 1.05), the Spark driver's heap used (<= 4 GB) and maximum, Python and JVM
+## RSS (Python <= 1 GB), the scratch disk (Spark's local dir, staged Parquet) and the warehouse;
+## every gold table compared exactly, the other tables' rows per month; appends to
+## benchmarks/RESULTS.md with the commit measured. Needs 5.7 GB of CSV per month under
+## benchmarks/work/, generated once.
+BACKFILL_MONTHS ?= 3
+BACKFILL_ROUNDS ?= 1
+bench-backfill: java $(STAMP) spark-archive
+	$(BIN)/python benchmarks/backfill.py --months $(BACKFILL_MONTHS) --rows 42448764 \
+		--rounds $(BACKFILL_ROUNDS)
+
+## make bench-year: the same as bench-backfill for twelve 1,000,000-row months (2019-10 to 2020-09).
 bench-year: java $(STAMP) spark-archive
-	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/backfill.py --months 12 --rows 1000000
 
 clean:
 	rm -rf $(VENV) data .dagster_home/storage .dagster_home/history .dagster_home/schedules .dagster_home/logs
