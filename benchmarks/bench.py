@@ -525,6 +525,17 @@ def median_spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
+def _variant_names(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown run key(s) {', '.join(unknown) or '(none given)'}: "
+            f"expected some of {', '.join(VARIANTS)}"
+        )
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
@@ -538,6 +549,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(SHAPES),
         default="sample",
         help="the generated months' data shape (medallion_assets.tools.sample_data.SHAPES)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=_variant_names,
+        default=list(VARIANTS),
+        help="comma-separated keys of the runs to make (default: all of "
+        + ", ".join(VARIANTS)
+        + "); ratios are printed for the pairs that ran",
     )
     parser.add_argument(
         "--no-append", action="store_true", help="print the entry without appending it"
@@ -566,7 +585,9 @@ def run(args: argparse.Namespace) -> int:
         if args.small_rows
         else None
     )
-    names = [n for n, v in VARIANTS.items() if small is not None or not v.small]
+    names = [
+        n for n, v in VARIANTS.items() if n in args.variants and (small is not None or not v.small)
+    ]
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     shuffler = random.Random(seed)
     orders = [shuffler.sample(names, len(names)) for _ in range(args.rounds)]
@@ -628,7 +649,11 @@ def run(args: argparse.Namespace) -> int:
             describe_code(commit, changed, commit_after),
             load_before,
             load_after,
-            printed_line(run_log(work, "best", args.rounds), "best.py: "),
+            (
+                printed_line(run_log(work, "best", args.rounds), "best.py: ")
+                if "best" in runs
+                else None
+            ),
         )
     )
     print(text, flush=True)
@@ -661,7 +686,9 @@ def entry(
     wall = {name: statistics.median(m.seconds for m in ms) for name, ms in runs.items()}
     cpu = {name: statistics.median(m.cpu_seconds for m in ms) for name, ms in runs.items()}
 
-    def ratio(label: str, top: str, bottom: str, bold: bool = True) -> str:
+    def ratio(label: str, top: str, bottom: str, bold: bool = True) -> str | None:
+        if top not in wall or bottom not in wall:
+            return None
         figure = f"{wall[top] / wall[bottom]:.2f}"
         return (
             f"- {label}: wall {'**' + figure + '**' if bold else figure}, "
@@ -695,10 +722,7 @@ def entry(
             f"{median_spread([m.cpu_seconds for m in ms])} | "
             f"{max(m.peak_python_mb for m in ms):.0f} | {max(m.peak_jvm_mb for m in ms):.0f} |"
         )
-    block += [
-        "",
-        "Ratios of the medians, the same Spark settings on both sides unless said:",
-        "",
+    ratios = [
         ratio("ours / Spark's best (target <= 1.10)", "pipeline", "best"),
         ratio("plain script / Spark's best", "plain", "best", bold=False),
         ratio("ours / plain script", "pipeline", "plain", bold=False),
@@ -711,7 +735,13 @@ def entry(
         ),
         ratio("ours / DuckDB", "pipeline", "duckdb", bold=False),
     ]
-    if "pipeline_small" in runs:
+    block += [
+        "",
+        "Ratios of the medians, the same Spark settings on both sides unless said:",
+        "",
+        *(line for line in ratios if line),
+    ]
+    if {"pipeline_small", "notebook_small"} <= runs.keys():
         block.append(
             f"- {args.small_rows:,}-row month through the CLI (target <= 12 s): "
             f"**{wall['pipeline_small']:.1f} s** "
@@ -730,9 +760,15 @@ def entry(
         "Shared Spark settings (benchmarks/spark_settings.py; every Spark run's were read back "
         "from its JVM's command line): " + spark_settings.describe(expected[spark_settings.SHARED]),
         "",
-        "Spark's best, its choices and the SQL settings it set at run time, as its last run "
-        f"printed them: `{best_line or '(no such line in its log)'}`",
-        "",
+        *(
+            [
+                "Spark's best, its choices and the SQL settings it set at run time, as its last "
+                f"run printed them: `{best_line or '(no such line in its log)'}`",
+                "",
+            ]
+            if "best" in runs
+            else []
+        ),
         "Spark's defaults, as the notebook's approach runs today: "
         + spark_settings.describe(expected[spark_settings.SPARK_DEFAULTS]),
         "",
