@@ -308,8 +308,10 @@ def test_a_backfill_of_three_months_through_graphql_completes_in_one_run(tmp_pat
     months = {
         m: generate_month(m, ROWS, staging, seed=11) for m in ("2019-10", "2019-11", "2019-12")
     }
-    with dagster_dev(tmp_path) as server:
-        # Only the backfill runs: the sensor would otherwise start a run for each file.
+    # Only the backfill runs: the sensor would otherwise start a run for each file. Stopping it
+    # does not end a tick the daemon already has in flight, which on a loaded machine can still
+    # see the files and request their runs; an hour's settle time keeps such a tick from it.
+    with dagster_dev(tmp_path, MEDALLION_SENSOR_SETTLE_SECONDS="3600") as server:
         assert server.stop_sensor(SENSOR) == "STOPPED"
         for path in months.values():
             shutil.copyfile(path, server.landing / path.name)
