@@ -78,19 +78,23 @@ dev: java $(STAMP) spark-archive
 bench-dev: java $(STAMP) spark-archive
 	$(BIN)/python benchmarks/dev_latency.py
 
-## make bench: one month (BENCH_ROWS=5000000) through our pipeline, the plain Spark script and the
-## notebook's approach with the same Spark settings, the notebook's approach as it runs today and
-## DuckDB, plus a 1,000-row month; BENCH_ROUNDS rounds, each in a new order; every run's outputs
+## make bench: one month (BENCH_ROWS=5000000) through our pipeline, Spark's best script, the plain
+## Spark script and the notebook's approach with the same Spark settings, the notebook's approach as
+## it runs today and DuckDB, plus a 1,000-row month (BENCH_VARIANTS=pipeline,best,... for fewer);
+## BENCH_ROUNDS rounds, each in a new order; every run's outputs
 ## checked against the others'; prints medians with their spread in wall and CPU seconds, the
 ## ratios and per-step times; appends them to benchmarks/RESULTS.md with the commit measured.
 BENCH_ROWS ?= 5000000
 BENCH_ROUNDS ?= 3
 bench: java $(STAMP) spark-archive
-	$(BIN)/python benchmarks/bench.py --rows $(BENCH_ROWS) --rounds $(BENCH_ROUNDS)
+	$(BIN)/python benchmarks/bench.py --rows $(BENCH_ROWS) --rounds $(BENCH_ROUNDS) \
+		$(if $(BENCH_VARIANTS),--variants $(BENCH_VARIANTS))
 
-## make bench-scale: the same at full size (42,448,764 rows, 5.7 GB; about 40 minutes).
+## make bench-scale: the same at full size (42,448,764 rows, 5.7 GB; a round of every run takes about
+## a quarter of an hour; BENCH_VARIANTS=pipeline,best,plain makes only those).
 bench-scale: java $(STAMP) spark-archive
-	$(BIN)/python benchmarks/bench.py --rows 42448764 --rounds $(BENCH_ROUNDS) --small-rows 0
+	$(BIN)/python benchmarks/bench.py --rows 42448764 --rounds $(BENCH_ROUNDS) --small-rows 0 \
+		$(if $(BENCH_VARIANTS),--variants $(BENCH_VARIANTS))
 
 ## make bench-backfill: BACKFILL_MONTHS full-size months (42,448,764 rows each, from 2019-10) as one
 ## single-run backfill against one run per month, through the dagster CLI, each way on a fresh
