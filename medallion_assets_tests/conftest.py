@@ -30,7 +30,6 @@ from medallion_assets.definitions import build_defs
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.settings import Settings
 
-
 # Every JVM the suite starts (the shared session, CLI runs, make dev's Spark Connect server, the
 # standalone cluster's master, worker and executors) inherits this and compiles with the JVM's
 # quick compiler only. A test's Spark jobs last seconds, and optimizing compilation costs them
