@@ -13,10 +13,12 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
 install: $(STAMP)
 
+# --no-compile: pip would byte-compile every module of every package (pyspark's, dagster's, ...),
+# about half of the install's time; Python compiles those a run imports, once, when it first does.
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,postgres]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev,postgres]"
 	touch $(STAMP)
 
 ## System packages (Debian names), installed when missing by scripts/system-deps.sh: with apt-get when

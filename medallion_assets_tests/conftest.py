@@ -27,6 +27,7 @@ from dagster import Definitions
 from pyspark.sql import SparkSession
 
 from medallion_assets.definitions import build_defs
+from medallion_assets.resources import class_archive
 from medallion_assets.resources.spark import SparkSessionResource
 from medallion_assets.settings import Settings
 
@@ -48,6 +49,8 @@ def spark() -> SparkSession:
     leaves a session it did not create running), so the JVM starts once."""
     resource = SparkSessionResource(
         master="local[2]",
+        # From this environment's class archive, as a run's session starts (`class_archive`).
+        class_archive=str(class_archive.archive_path(None, None) or "") or None,
         spark_config={"spark.sql.shuffle.partitions": "2"},
     )
     with processes_allowed():
