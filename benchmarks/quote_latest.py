@@ -6,7 +6,7 @@
 The README's Performance section holds the latest `bench.py` entry (its heading, the commit it
 measured, its table's rows of `README_RUNS`, and its ratios) between ``<!-- latest-bench -->`` and
 ``<!-- /latest-bench -->``; its scaling section holds the latest `backfill.py` entry's heading,
-commit, targets and figures per month between ``<!-- latest-backfill -->`` and
+commit, targets, disk and figures per month between ``<!-- latest-backfill -->`` and
 ``<!-- /latest-backfill -->``.
 Both are copied from RESULTS.md line for line, never reworded: the entry is what the benchmark
 printed. A test (`medallion_assets_tests/test_readme.py`) fails when the README quotes anything
@@ -45,8 +45,8 @@ def _latest(results: str, heading: re.Pattern[str]) -> list[str] | None:
     return matching[-1] if matching else None
 
 
-# The runs the README's table shows (the entry has more: DuckDB, the notebook's small month).
-README_RUNS = ("pipeline", "best", "plain", "notebook", "notebook_today", "pipeline_small")
+# The runs the README's table shows (the entry has more: DuckDB, the small months).
+README_RUNS = ("pipeline", "best", "plain", "notebook", "notebook_today")
 
 
 def _table(entry: list[str]) -> list[str]:
@@ -97,6 +97,8 @@ def backfill_quote(results: str) -> list[str]:
         f"**{entry[0].removeprefix('### ')}**. {_code(entry)}",
         "",
         *_list_after(entry, lambda line: line == "Targets:"),
+        *_list_after(entry, lambda line: line.startswith("Disk, ")),
+        "",
         *(line for line in entry if line.startswith("Per month")),
     ]
 
