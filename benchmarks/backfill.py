@@ -77,7 +77,6 @@ from bench import (  # noqa: E402
     _SPARK_LAUNCHER,
     _SPARK_SUBMIT,
     CPU_SOURCES,
-    RESULTS_HEADER,
     BenchmarkFailed,
     code_state,
     dagster_home,
@@ -88,6 +87,7 @@ from bench import (  # noqa: E402
     median_spread,
     pipeline_env,
     prepare_instance,
+    record,
     step_seconds,
 )
 from measure import Measurement, run_measured  # noqa: E402
@@ -747,15 +747,7 @@ def run(args: argparse.Namespace) -> int:
             load_after,
         )
     )
-    print(text, flush=True)
-    if args.no_append:
-        print(f"Not appended to {args.results} (--no-append)")
-        return 0
-    if not args.results.exists():
-        args.results.write_text(RESULTS_HEADER)
-    with open(args.results, "a") as handle:
-        handle.write(text + "\n")
-    print(f"Appended to {args.results}")
+    record(text, args.results, append=not args.no_append)
     return 0
 
 

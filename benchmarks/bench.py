@@ -656,16 +656,22 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
     )
-    print(text, flush=True)
-    if args.no_append:
-        print(f"Not appended to {args.results} (--no-append)")
-        return 0
-    if not args.results.exists():
-        args.results.write_text(RESULTS_HEADER)
-    with open(args.results, "a") as handle:
-        handle.write(text + "\n")
-    print(f"Appended to {args.results}")
+    record(text, args.results, append=not args.no_append)
     return 0
+
+
+def record(text: str, results: Path, *, append: bool) -> None:
+    """Print an entry and, unless told not to, append it to `results` (RESULTS.md), which starts
+    with `RESULTS_HEADER` when it is new. Every benchmark script records its entries this way."""
+    print(text, flush=True)
+    if not append:
+        print(f"Not appended to {results} (--no-append)")
+        return
+    if not results.exists():
+        results.write_text(RESULTS_HEADER)
+    with open(results, "a") as handle:
+        handle.write(text + "\n")
+    print(f"Appended to {results}")
 
 
 def entry(

@@ -47,7 +47,6 @@ import best  # noqa: E402
 import spark_settings  # noqa: E402
 from bench import (  # noqa: E402
     CPU_SOURCES,
-    RESULTS_HEADER,
     BenchmarkFailed,
     CrossCheck,
     Variant,
@@ -62,6 +61,7 @@ from bench import (  # noqa: E402
     month_directory,
     pipeline_env,
     printed_line,
+    record,
     run_log,
     run_variant,
 )
@@ -187,15 +187,7 @@ def run(args: argparse.Namespace, variants: dict[str, Variant]) -> int:
             printed_line(run_log(work, f"best.{first}", args.rounds), "best.py: "),
         )
     )
-    print(text, flush=True)
-    if args.no_append:
-        print(f"Not appended to {args.results} (--no-append)")
-        return 0
-    if not args.results.exists():
-        args.results.write_text(RESULTS_HEADER)
-    with open(args.results, "a") as handle:
-        handle.write(text + "\n")
-    print(f"Appended to {args.results}")
+    record(text, args.results, append=not args.no_append)
     return 0
 
 
