@@ -35,7 +35,7 @@ from medallion_assets.settings import Settings
 def build_defs(settings: Settings) -> Definitions:
     """The whole project, configured by ``settings``."""
     spark = SparkSessionResource.from_settings(settings)
-    warehouse = Warehouse(root_uri=settings.warehouse_dir)
+    warehouse = Warehouse(root_uri=settings.warehouse_dir, parquet_codec=settings.parquet_codec)
     deadline = MonthDeadline.of_settings(settings)
     return Definitions(
         assets=load_assets_from_modules([bronze, silver, gold]),

@@ -65,6 +65,20 @@ def _http_url(value: str | None, what: str) -> str | None:
     return value
 
 
+# The codecs Spark's Parquet writer takes (``spark.sql.parquet.compression.codec``) and delta-rs
+# reads; "none" is Spark's other name for uncompressed, brotli and lzo need codecs Spark does not
+# ship.
+PARQUET_CODECS = ("uncompressed", "snappy", "zstd", "lz4_raw", "gzip")
+
+
+def parquet_codec(value: str) -> str:
+    """``value`` in lower case if it is one of `PARQUET_CODECS`."""
+    codec = value.strip().lower()
+    if codec not in PARQUET_CODECS:
+        raise ValueError(f"expected one of {', '.join(PARQUET_CODECS)}")
+    return codec
+
+
 _MONTH_DEADLINE_RE = re.compile(r"\A([0-9]{1,2})T([0-9]{2}):([0-9]{2})\Z")
 
 
@@ -100,6 +114,12 @@ class Settings(BaseModel):
         "data/warehouse", "MEDALLION_WAREHOUSE_DIR",
         "Root of the Delta tables (a local path, or s3://, az://, gs:// with the warehouse "
         "resource's storage options).",
+    )
+
+    parquet_codec: str = _setting(
+        "uncompressed", "MEDALLION_PARQUET_CODEC",
+        "Parquet compression of the tables' files: uncompressed (fastest where the cores are "
+        "the bottleneck), or snappy, zstd, lz4_raw, gzip (smaller files, for object storage).",
     )
 
     # -- where Spark runs ------------------------------------------------------------------------
@@ -242,6 +262,12 @@ class Settings(BaseModel):
         if value is not None and not value.startswith("sc://"):
             raise ValueError("a Spark Connect endpoint starts with sc:// (sc://host:15002)")
         return value
+
+    @field_validator("parquet_codec")
+    @classmethod
+    def _codec(cls, value: str) -> str:
+        # Spark would only refuse it at the first write, after bronze's parse.
+        return parquet_codec(value)
 
     @field_validator("alert_webhook_url")
     @classmethod

@@ -27,6 +27,7 @@ from pyspark.sql import types as T
 
 from medallion_assets.io.balanced_splits import MAX_PARTITION_BYTES_CONF
 from medallion_assets.io.delta_io_manager import (
+    CODEC_CONF,
     CONCURRENT_WRITERS_CONF,
     TIMESTAMP_TYPE_CONF,
     Described,
@@ -378,7 +379,9 @@ def test_a_month_written_empty_replaces_its_rows_and_reads_as_empty(tmp_path, re
     assert "months_written" not in metadata  # one month: its own figures say it all
 
 
-WRITE_SETTINGS = (TIMESTAMP_TYPE_CONF, CONCURRENT_WRITERS_CONF, MAX_PARTITION_BYTES_CONF)
+WRITE_SETTINGS = (
+    TIMESTAMP_TYPE_CONF, CONCURRENT_WRITERS_CONF, MAX_PARTITION_BYTES_CONF, CODEC_CONF
+)
 
 
 def output_context(name: str, start: str, end: str):
@@ -429,3 +432,60 @@ def test_a_write_leaves_the_sessions_settings_as_it_found_them(tmp_path, resourc
         assert len(paths) == 2
         for path in paths:
             assert pq.read_schema(path).field("at").type == pa.timestamp("us", tz="UTC")
+
+
+def codecs_of(table: Path) -> set[str]:
+    """The compression of every column chunk of the table's current files, from their footers."""
+    codecs = set()
+    for path in DeltaTable(str(table)).file_uris():
+        meta = pq.ParquetFile(path).metadata
+        for group in range(meta.num_row_groups):
+            row_group = meta.row_group(group)
+            codecs |= {row_group.column(c).compression for c in range(row_group.num_columns)}
+    return codecs
+
+
+def with_codec(tmp_path: Path, codec: str | None) -> dict:
+    session = SparkSessionResource()
+    options = {} if codec is None else {"parquet_codec": codec}
+    warehouse = Warehouse(root_uri=str(tmp_path / "wh"), **options)
+    return {
+        "spark": session,
+        "warehouse": warehouse,
+        "io_manager": SparkDeltaIOManager(spark=session, warehouse=warehouse),
+    }
+
+
+@pytest.mark.parametrize("codec, footer", [(None, "UNCOMPRESSED"), ("zstd", "ZSTD")])
+def test_files_are_written_with_the_warehouses_codec_and_read_back_the_same(
+    tmp_path, spark, codec, footer
+):
+    resources = with_codec(tmp_path, codec)
+    # Spark's own default is snappy: the setting, not the session, decides.
+    assert spark.conf.get(CODEC_CONF) == "snappy"
+    VALUES.update({"2019-10": list(range(1_000)), "2019-11": [5, 6]})
+    assert run([numbers, doubled], resources, start="2019-10", end="2019-11").success
+
+    for name in ("numbers", "doubled"):
+        assert codecs_of(table_dir(tmp_path, name)) == {footer}, name
+    values = pl.read_delta(str(table_dir(tmp_path, "doubled")))["value"].sort().to_list()
+    assert values == sorted(2 * v for v in VALUES["2019-10"] + VALUES["2019-11"])
+
+
+def test_months_written_with_different_codecs_read_back_as_one_table(tmp_path, spark):
+    VALUES.update({"2019-10": [1, 2, 3], "2019-11": [4, 5]})
+    assert run([numbers], with_codec(tmp_path, None), key="2019-10").success
+    assert run([numbers], with_codec(tmp_path, "snappy"), key="2019-11").success
+    assert codecs_of(table_dir(tmp_path)) == {"UNCOMPRESSED", "SNAPPY"}
+
+    # Read as the IO manager loads an input of both months (Spark), and by delta-rs.
+    read = with_codec(tmp_path, None)["warehouse"].read_months(
+        spark, ["test", "numbers"], ["2019-10", "2019-11"]
+    )
+    assert sorted(row.value for row in read.select("value").collect()) == [1, 2, 3, 4, 5]
+    assert pl.read_delta(str(table_dir(tmp_path)))["value"].sort().to_list() == [1, 2, 3, 4, 5]
+
+
+def test_a_codec_spark_cannot_write_is_refused_when_the_warehouse_is_configured(tmp_path):
+    with pytest.raises(ValueError, match="expected one of uncompressed, snappy"):
+        Warehouse(root_uri=str(tmp_path), parquet_codec="brotli")

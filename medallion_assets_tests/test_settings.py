@@ -19,6 +19,7 @@ PASSWORD = "hunter2-not-to-be-shown"
 PARSED = [
     ("MEDALLION_LANDING_DIR", "/srv/landing", "landing_dir", "/srv/landing"),
     ("MEDALLION_WAREHOUSE_DIR", "s3://bucket/warehouse", "warehouse_dir", "s3://bucket/warehouse"),
+    ("MEDALLION_PARQUET_CODEC", "ZSTD", "parquet_codec", "zstd"),
     ("MEDALLION_SPARK_MASTER", "spark://spark:7077", "spark_master", "spark://spark:7077"),
     ("MEDALLION_SPARK_REMOTE", "sc://127.0.0.1:15002", "spark_remote", "sc://127.0.0.1:15002"),
     ("MEDALLION_SPARK_CLASS_ARCHIVE", "off", "spark_class_archive", "off"),
@@ -54,6 +55,7 @@ def test_with_no_variable_set_every_setting_has_its_default():
 
     assert settings == Settings()
     assert (settings.landing_dir, settings.warehouse_dir) == ("data/landing", "data/warehouse")
+    assert settings.parquet_codec == "uncompressed"
     assert (settings.spark_master, settings.spark_remote) == ("local[*]", None)
     assert (settings.rejected_warn_percent, settings.rejected_fail_percent) == (0.0, 5.0)
     # Below the daemon's 5 s loop, so that the landing sensor ticks at every loop.
@@ -123,6 +125,7 @@ def test_without_a_mapping_the_process_environment_is_read(monkeypatch):
         ("MEDALLION_SMTP_SSL", "maybe", "valid boolean"),
         ("MEDALLION_WEBSERVER_URL", "dagster.internal:3000", "http:// or https:// URL"),
         ("MEDALLION_SPARK_REMOTE", "127.0.0.1:15002", "starts with sc://"),
+        ("MEDALLION_PARQUET_CODEC", "brotli", "expected one of uncompressed, snappy, zstd"),
         ("MEDALLION_MONTH_DEADLINE", "2 06:00", "expected DTHH:MM"),
         ("MEDALLION_MONTH_DEADLINE", "31T06:00", "the day must be 1 to 28"),
         ("MEDALLION_MONTH_DEADLINE", "2T24:00", "00:00 to 23:59"),

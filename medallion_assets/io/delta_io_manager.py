@@ -68,6 +68,15 @@ from medallion_assets.schema import MONTH_COLUMN, table_schema_metadata
 STAGING_DIR = "_staging"
 CONCURRENT_WRITERS_CONF = "spark.sql.maxConcurrentOutputFileWriters"
 TIMESTAMP_TYPE_CONF = "spark.sql.parquet.outputTimestampType"
+# Set per write to the warehouse's codec (`Warehouse.parquet_codec`). Uncompressed by default:
+# Parquet's dictionary and run-length encodings already make the pages small, and where the cores
+# are the bottleneck, compressing every page (and decompressing it when the next layer reads it)
+# costs CPU that larger files in the page cache do not give back. Measured by
+# benchmarks/best_choices.py on Spark's best script ("revert_codec": snappy against uncompressed,
+# RESULTS.md): snappy costs 13 % more wall and CPU seconds at 5M rows, for files 1.6 times smaller
+# (that script's bronze and silver of the 5M-row month: 339 MB against 555 MB). On object storage,
+# where bytes cost more than cores, snappy or zstd is the better choice.
+CODEC_CONF = "spark.sql.parquet.compression.codec"
 # The session settings of a Spark write, set for the write only (`session_settings`).
 WRITE_SETTINGS = {
     # Timestamps as INT64 microseconds, the table schema's type, rather than Spark's default
@@ -176,6 +185,8 @@ class _Write:
     # The table's version before this write: a run that commits the same months in the meantime
     # makes this commit fail instead of silently racing it.
     read_version: int
+    # Parquet compression of the files Spark writes (`CODEC_CONF`).
+    codec: str
     write_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: list[str] = field(default_factory=list)
     fs: pafs.FileSystem = field(init=False)
@@ -204,7 +215,8 @@ class _Write:
         """Spark writes ``frame`` as Parquet files into this write's staging directory."""
         staged_uri = spark_path(posixpath.join(self.table_uri, STAGING_DIR, self.write_id))
         values = self.month_values
-        with session_settings(frame.sparkSession, WRITE_SETTINGS), balanced_splits(frame):
+        settings = {**WRITE_SETTINGS, CODEC_CONF: self.codec}
+        with session_settings(frame.sparkSession, settings), balanced_splits(frame):
             if self.partition_column and values and len(values) == 1:
                 # One month: written straight into its directory (see `_one_month`).
                 directory = f"{self.partition_column}={values[0]}"
@@ -316,7 +328,8 @@ class SparkDeltaIOManager(ConfigurableIOManager):
     ) -> None:
         """Write ``obj`` as the run's months of the asset's table, in one Delta commit.
 
-        1. Stage: Spark executors write the rows as Parquet (INT64 microsecond timestamps) into a
+        1. Stage: Spark executors write the rows as Parquet (INT64 microsecond timestamps, the
+           warehouse's codec, uncompressed by default: see `CODEC_CONF`) into a
            directory private to this write, ``<table>/_staging/<write id>/``, so that concurrent
            writers of the table never share Spark's ``_temporary``. A run of one month writes its
            rows straight into ``month=YYYY-MM-DD/``, unpartitioned, each row checked to belong to
@@ -380,6 +393,7 @@ class SparkDeltaIOManager(ConfigurableIOManager):
             # The stock IO manager takes only the first month of a backfill's window.
             months=list(context.asset_partition_keys) if partition_column else None,
             read_version=log.table_version(table_uri, storage_options),
+            codec=self.warehouse.parquet_codec,
         )
 
     def _describe(

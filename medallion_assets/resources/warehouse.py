@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dagster import ConfigurableResource
 from dagster_deltalake.config import AzureConfig, GcsConfig, LocalConfig, S3Config
 from deltalake import DeltaTable
-from pydantic import Field
+from pydantic import Field, field_validator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -31,9 +31,10 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from medallion_assets.delta import log, month_summaries
 from medallion_assets.partitions import key_of_month_value, month_value
 from medallion_assets.schema import MONTH_COLUMN
-from medallion_assets.settings import Settings
+from medallion_assets.settings import PARQUET_CODECS, Settings, parquet_codec
 
 DEFAULT_WAREHOUSE_DIR = Settings.model_fields["warehouse_dir"].default
+DEFAULT_PARQUET_CODEC = Settings.model_fields["parquet_codec"].default
 
 
 class MissingUpstreamData(Exception):
@@ -66,6 +67,15 @@ class Warehouse(ConfigurableResource):
         discriminator="provider",
         description="delta-rs storage options for the warehouse (as in dagster-deltalake).",
     )
+    parquet_codec: str = Field(
+        default=DEFAULT_PARQUET_CODEC,
+        description=f"Parquet compression of the tables' files: {', '.join(PARQUET_CODECS)}.",
+    )
+
+    @field_validator("parquet_codec")
+    @classmethod
+    def _codec(cls, value: str) -> str:
+        return parquet_codec(value)
 
     # -- locations -------------------------------------------------------------------------------
     def uri(self) -> str:
