@@ -68,7 +68,7 @@ def _http_url(value: str | None, what: str) -> str | None:
 # The codecs Spark's Parquet writer takes (``spark.sql.parquet.compression.codec``) and delta-rs
 # reads; "none" is Spark's other name for uncompressed, brotli and lzo need codecs Spark does not
 # ship.
-PARQUET_CODECS = ("uncompressed", "snappy", "zstd", "lz4_raw", "gzip")
+PARQUET_CODECS = ("snappy", "zstd", "gzip", "lz4_raw", "uncompressed")
 
 
 def parquet_codec(value: str) -> str:
@@ -117,9 +117,9 @@ class Settings(BaseModel):
     )
 
     parquet_codec: str = _setting(
-        "uncompressed", "MEDALLION_PARQUET_CODEC",
-        "Parquet compression of the tables' files: uncompressed (fastest where the cores are "
-        "the bottleneck), or snappy, zstd, lz4_raw, gzip (smaller files, for object storage).",
+        "snappy", "MEDALLION_PARQUET_CODEC",
+        "Parquet compression of the tables' files: snappy (Spark's default), zstd or gzip "
+        "(smaller files, more CPU), lz4_raw, or uncompressed.",
     )
 
     # -- where Spark runs ------------------------------------------------------------------------

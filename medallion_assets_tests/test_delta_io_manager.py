@@ -456,15 +456,21 @@ def with_codec(tmp_path: Path, codec: str | None) -> dict:
     }
 
 
-@pytest.mark.parametrize("codec, footer", [(None, "UNCOMPRESSED"), ("zstd", "ZSTD")])
+@pytest.mark.parametrize(
+    "codec, footer", [(None, "SNAPPY"), ("uncompressed", "UNCOMPRESSED"), ("zstd", "ZSTD")]
+)
 def test_files_are_written_with_the_warehouses_codec_and_read_back_the_same(
     tmp_path, spark, codec, footer
 ):
     resources = with_codec(tmp_path, codec)
-    # Spark's own default is snappy: the setting, not the session, decides.
-    assert spark.conf.get(CODEC_CONF) == "snappy"
+    # The session's own codec is left as it is; the warehouse's setting decides.
+    spark.conf.set(CODEC_CONF, "gzip")
     VALUES.update({"2019-10": list(range(1_000)), "2019-11": [5, 6]})
-    assert run([numbers, doubled], resources, start="2019-10", end="2019-11").success
+    try:
+        assert run([numbers, doubled], resources, start="2019-10", end="2019-11").success
+        assert spark.conf.get(CODEC_CONF) == "gzip"
+    finally:
+        spark.conf.unset(CODEC_CONF)
 
     for name in ("numbers", "doubled"):
         assert codecs_of(table_dir(tmp_path, name)) == {footer}, name
@@ -474,9 +480,9 @@ def test_files_are_written_with_the_warehouses_codec_and_read_back_the_same(
 
 def test_months_written_with_different_codecs_read_back_as_one_table(tmp_path, spark):
     VALUES.update({"2019-10": [1, 2, 3], "2019-11": [4, 5]})
-    assert run([numbers], with_codec(tmp_path, None), key="2019-10").success
-    assert run([numbers], with_codec(tmp_path, "snappy"), key="2019-11").success
-    assert codecs_of(table_dir(tmp_path)) == {"UNCOMPRESSED", "SNAPPY"}
+    assert run([numbers], with_codec(tmp_path, "uncompressed"), key="2019-10").success
+    assert run([numbers], with_codec(tmp_path, "zstd"), key="2019-11").success
+    assert codecs_of(table_dir(tmp_path)) == {"UNCOMPRESSED", "ZSTD"}
 
     # Read as the IO manager loads an input of both months (Spark), and by delta-rs.
     read = with_codec(tmp_path, None)["warehouse"].read_months(
@@ -487,5 +493,5 @@ def test_months_written_with_different_codecs_read_back_as_one_table(tmp_path, s
 
 
 def test_a_codec_spark_cannot_write_is_refused_when_the_warehouse_is_configured(tmp_path):
-    with pytest.raises(ValueError, match="expected one of uncompressed, snappy"):
+    with pytest.raises(ValueError, match="expected one of snappy, zstd"):
         Warehouse(root_uri=str(tmp_path), parquet_codec="brotli")

@@ -55,7 +55,7 @@ def test_with_no_variable_set_every_setting_has_its_default():
 
     assert settings == Settings()
     assert (settings.landing_dir, settings.warehouse_dir) == ("data/landing", "data/warehouse")
-    assert settings.parquet_codec == "uncompressed"
+    assert settings.parquet_codec == "snappy"
     assert (settings.spark_master, settings.spark_remote) == ("local[*]", None)
     assert (settings.rejected_warn_percent, settings.rejected_fail_percent) == (0.0, 5.0)
     # Below the daemon's 5 s loop, so that the landing sensor ticks at every loop.
@@ -125,7 +125,11 @@ def test_without_a_mapping_the_process_environment_is_read(monkeypatch):
         ("MEDALLION_SMTP_SSL", "maybe", "valid boolean"),
         ("MEDALLION_WEBSERVER_URL", "dagster.internal:3000", "http:// or https:// URL"),
         ("MEDALLION_SPARK_REMOTE", "127.0.0.1:15002", "starts with sc://"),
-        ("MEDALLION_PARQUET_CODEC", "brotli", "expected one of uncompressed, snappy, zstd"),
+        ("MEDALLION_PARQUET_CODEC", "brotli", "expected one of snappy, zstd, gzip"),
+        ("MEDALLION_ALERT_RETRY_SECONDS", "0", "greater than or equal to 1"),
+        ("MEDALLION_ALERT_RETRY_SECONDS", "1m", "valid integer"),
+        ("MEDALLION_ALERT_RETRY_HOURS", "0", "greater than 0"),
+        ("MEDALLION_ALERT_RETRY_HOURS", "nan", "finite number"),
         ("MEDALLION_MONTH_DEADLINE", "2 06:00", "expected DTHH:MM"),
         ("MEDALLION_MONTH_DEADLINE", "31T06:00", "the day must be 1 to 28"),
         ("MEDALLION_MONTH_DEADLINE", "2T24:00", "00:00 to 23:59"),

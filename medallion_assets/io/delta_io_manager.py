@@ -68,14 +68,12 @@ from medallion_assets.schema import MONTH_COLUMN, table_schema_metadata
 STAGING_DIR = "_staging"
 CONCURRENT_WRITERS_CONF = "spark.sql.maxConcurrentOutputFileWriters"
 TIMESTAMP_TYPE_CONF = "spark.sql.parquet.outputTimestampType"
-# Set per write to the warehouse's codec (`Warehouse.parquet_codec`). Uncompressed by default:
-# Parquet's dictionary and run-length encodings already make the pages small, and where the cores
-# are the bottleneck, compressing every page (and decompressing it when the next layer reads it)
-# costs CPU that larger files in the page cache do not give back. Measured by
-# benchmarks/best_choices.py on Spark's best script ("revert_codec": snappy against uncompressed,
-# RESULTS.md): snappy costs 13 % more wall and CPU seconds at 5M rows, for files 1.6 times smaller
-# (that script's bronze and silver of the 5M-row month: 339 MB against 555 MB). On object storage,
-# where bytes cost more than cores, snappy or zstd is the better choice.
+# Set per write to the warehouse's codec (`Warehouse.parquet_codec`), snappy by default. Spark's
+# best script gains 13 % by writing uncompressed (benchmarks/best_choices.py, "revert_codec"), but
+# the pipeline does not: a 5M-row month through the CLI took 37.7 s and 70.4 CPU s uncompressed,
+# 37.3 s and 69.6 CPU s with snappy, for bronze and silver twice the size (510 MB against 243 MB).
+# Silver's files hold each user's events together, in time order, so they compress well, and
+# neither write is bound by its codec. Uncompressed remains a setting.
 CODEC_CONF = "spark.sql.parquet.compression.codec"
 # The session settings of a Spark write, set for the write only (`session_settings`).
 WRITE_SETTINGS = {
@@ -329,7 +327,7 @@ class SparkDeltaIOManager(ConfigurableIOManager):
         """Write ``obj`` as the run's months of the asset's table, in one Delta commit.
 
         1. Stage: Spark executors write the rows as Parquet (INT64 microsecond timestamps, the
-           warehouse's codec, uncompressed by default: see `CODEC_CONF`) into a
+           warehouse's codec, snappy by default: see `CODEC_CONF`) into a
            directory private to this write, ``<table>/_staging/<write id>/``, so that concurrent
            writers of the table never share Spark's ``_temporary``. A run of one month writes its
            rows straight into ``month=YYYY-MM-DD/``, unpartitioned, each row checked to belong to
