@@ -3,11 +3,11 @@
     python benchmarks/quote_latest.py          # rewrite the README's quoted blocks
     python benchmarks/quote_latest.py --check  # exit 1 if the README is not what it would write
 
-The README's Performance section holds the latest `bench.py` entry (its heading, the commit it
-measured, its table's rows of `README_RUNS`, and its ratios) between ``<!-- latest-bench -->`` and
-``<!-- /latest-bench -->``; its scaling section holds the latest `backfill.py` entry's heading,
-commit, targets, disk and figures per month between ``<!-- latest-backfill -->`` and
-``<!-- /latest-backfill -->``.
+The README's Performance section holds the latest `bench.py` entry on the sample shape (its
+heading, the commit it measured, its table's rows of `README_RUNS`, and its ratios) between
+``<!-- latest-bench -->`` and ``<!-- /latest-bench -->``; its scaling section holds the latest
+`backfill.py` entry's heading, commit, targets, disk and figures per month between
+``<!-- latest-backfill -->`` and ``<!-- /latest-backfill -->``.
 Both are copied from RESULTS.md line for line, never reworded: the entry is what the benchmark
 printed. A test (`medallion_assets_tests/test_readme.py`) fails when the README quotes anything
 else, so a new entry is quoted by running this script, not by editing the README.
@@ -25,7 +25,9 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 README = HERE.parent / "README.md"
 
-_BENCH_HEADING = re.compile(r"^### [0-9,]+ rows")
+# Entries on sample_data.py's default shape: a run on another shape (--shape wide) answers another
+# question and does not replace the headline.
+_BENCH_HEADING = re.compile(r"^### [0-9,]+ rows, shape sample")
 _BACKFILL_HEADING = re.compile(r"^### Backfill: ")
 
 
