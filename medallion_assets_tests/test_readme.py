@@ -60,14 +60,18 @@ def test_the_quote_is_the_last_entry_of_its_kind_line_for_line():
         "| ours | pipeline | shared | {} |\n| duck | duckdb | none | 1 |\n"
     )
     results = (
-        "### 5,000,000 rows, 1 rounds\n\nCode: commit `aaa`, clean tree\n\n"
+        "### 5,000,000 rows, shape sample, 1 rounds\n\nCode: commit `aaa`, clean tree\n\n"
         + table.format("30.0")
         + "\nRatios of the medians:\n\n- ours / best: wall **1.30**\n\nOutputs:\n\n- same\n"
         "### Backfill: 3 months\n\nCode: commit `bbb`\n\nTargets:\n\n- one run / 3 runs: **0.90**"
         "\n\nDisk:\n\n- a lot\n\nPer month: one run 60.0 s\n"
-        "### 5,000,000 rows, 5 rounds\n\nCode: commit `ccc`, clean tree\n\n"
+        "### 5,000,000 rows, shape sample, 5 rounds\n\nCode: commit `ccc`, clean tree\n\n"
         + table.format("35.0")
         + "\nRatios of the medians:\n\n- ours / best: wall **1.20**\n\nOutputs:\n\n- same\n"
+        # Another shape answers another question: it does not replace the headline.
+        "### 5,000,000 rows, shape wide, 7 rounds\n\nCode: commit `ddd`, clean tree\n\n"
+        + table.format("40.0")
+        + "\nRatios of the medians:\n\n- ours / best: wall **1.40**\n\nOutputs:\n\n- same\n"
     )
     readme = (
         "# x\n<!-- latest-bench -->\nold\n<!-- /latest-bench -->\nmiddle\n"
@@ -77,6 +81,7 @@ def test_the_quote_is_the_last_entry_of_its_kind_line_for_line():
     bench = out.split("<!-- latest-bench -->")[1].split("<!-- /latest-bench -->")[0]
     assert "5 rounds" in bench and "`ccc`" in bench and "| 35.0 |" in bench
     assert "1 rounds" not in bench and "| 30.0 |" not in bench and "old" not in bench
+    assert "`ddd`" not in bench and "| 40.0 |" not in bench and "1.40" not in bench
     assert "duckdb" not in bench  # only the README's runs
     assert "- ours / best: wall **1.20**" in bench and "Outputs" not in bench
     backfill = out.split("<!-- latest-backfill -->")[1].split("<!-- /latest-backfill -->")[0]
