@@ -76,6 +76,9 @@ import spark_settings  # noqa: E402
 from measure import Measurement, run_measured  # noqa: E402
 
 MONTH = "2019-10"
+# A 1,000-row month through the CLI, whole process, seconds: what a month with almost no data
+# may cost.
+SMALL_MONTH_TARGET = 8.0
 PROJECT_INSTANCE = REPO / ".dagster_home" / "dagster.yaml"
 BIN = Path(sys.executable).parent
 _STEP_RE = re.compile(r'Finished execution of step "([^"]+)" in ((?:[0-9]+m)?[0-9.]+)(ms|s)')
@@ -748,9 +751,11 @@ def entry(
         *(line for line in ratios if line),
     ]
     if {"pipeline_small", "notebook_small"} <= runs.keys():
+        small = wall["pipeline_small"]
         block.append(
-            f"- {args.small_rows:,}-row month through the CLI (target <= 12 s): "
-            f"**{wall['pipeline_small']:.1f} s** "
+            f"- {args.small_rows:,}-row month through the CLI "
+            f"(target <= {SMALL_MONTH_TARGET:g} s): **{small:.1f} s**, "
+            f"{'met' if small <= SMALL_MONTH_TARGET else 'not met'} "
             f"(notebook's approach {wall['notebook_small']:.1f} s)"
         )
     block += [
