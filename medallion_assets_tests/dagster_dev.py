@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
+
+from medallion_assets_tests.ports import free_port
 
 PROJECT = Path(__file__).resolve().parents[1]
 PROJECT_DAGSTER_YAML = PROJECT / ".dagster_home" / "dagster.yaml"
@@ -38,11 +39,6 @@ SHUTDOWN_TIMEOUT = 90
 
 T = TypeVar("T")
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:

@@ -20,22 +20,18 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from medallion_assets_tests.ports import free_port
+
 DATABASE = "dagster"
 SUPERUSER = "postgres"
 SERVER_USER = "postgres"  # the OS user the server runs as when the tests run as root
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_bin_dir() -> Path:

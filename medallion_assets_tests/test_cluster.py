@@ -5,7 +5,6 @@ through the dagster CLI with MEDALLION_SPARK_MASTER pointing at it."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,12 +16,7 @@ import pyspark
 import pytest
 
 from medallion_assets.tools.sample_data import generate_month
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from medallion_assets_tests.ports import free_port
 
 
 def spark_class(*args: str, log: Path, env: dict) -> subprocess.Popen:
