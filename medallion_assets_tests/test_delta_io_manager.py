@@ -107,8 +107,14 @@ def failing_numbers(spark: SparkSessionResource):
 
 @pytest.fixture
 def resources(tmp_path, spark):
+    return with_codec(tmp_path, None)
+
+
+def with_codec(tmp_path: Path, codec: str | None) -> dict:
+    """The resources of a run writing to ``tmp_path/wh`` with ``codec`` (None: the default)."""
     session = SparkSessionResource()
-    warehouse = Warehouse(root_uri=str(tmp_path / "wh"))
+    options = {} if codec is None else {"parquet_codec": codec}
+    warehouse = Warehouse(root_uri=str(tmp_path / "wh"), **options)
     return {
         "spark": session,
         "warehouse": warehouse,
@@ -443,17 +449,6 @@ def codecs_of(table: Path) -> set[str]:
             row_group = meta.row_group(group)
             codecs |= {row_group.column(c).compression for c in range(row_group.num_columns)}
     return codecs
-
-
-def with_codec(tmp_path: Path, codec: str | None) -> dict:
-    session = SparkSessionResource()
-    options = {} if codec is None else {"parquet_codec": codec}
-    warehouse = Warehouse(root_uri=str(tmp_path / "wh"), **options)
-    return {
-        "spark": session,
-        "warehouse": warehouse,
-        "io_manager": SparkDeltaIOManager(spark=session, warehouse=warehouse),
-    }
 
 
 @pytest.mark.parametrize(
