@@ -303,6 +303,11 @@ class DagsterDev:
             tick["messages"] = [e["message"] for e in tick.pop("logEvents")["events"]]
         return ticks
 
+    def ended_ticks(self, sensor: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The sensor's latest ticks whose evaluation has ended. A tick the daemon is still
+        evaluating shows as STARTED and may yet request runs, so it proves nothing yet."""
+        return [t for t in self.sensor_ticks(sensor, limit) if t["status"] != "STARTED"]
+
     def run_messages(self, run_id: str) -> list[str]:
         """The messages of a run's event log (what the UI's run page lists)."""
         data = self.graphql(

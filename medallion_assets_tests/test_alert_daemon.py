@@ -127,12 +127,20 @@ def story(tmp_path_factory):
         delivered_at = time.time()
 
         def two_more_retry_ticks():
-            ticks = server.sensor_ticks(RETRY_SENSOR, limit=50)
-            later = [t for t in ticks if t["timestamp"] > delivered_at]
-            return ticks if len(later) >= 2 else None
+            ended = server.ended_ticks(RETRY_SENSOR, limit=50)
+            later = [t for t in ended if t["timestamp"] > delivered_at]
+            return later if len(later) >= 2 else None
 
         wait_for("two more ticks of the retry sensor", two_more_retry_ticks, TIMEOUT, every=1)
-        ticks = {name: server.sensor_ticks(name, limit=200) for name in SENSORS}
+
+        def finished_ticks():
+            # A tick the daemon is still evaluating shows as STARTED; its outcome is not known yet,
+            # so the snapshot the tests read is one in which every tick has ended.
+            snapshot = {name: server.sensor_ticks(name, limit=200) for name in SENSORS}
+            in_flight = [t for ts in snapshot.values() for t in ts if t["status"] == "STARTED"]
+            return None if in_flight else snapshot
+
+        ticks = wait_for("the sensors' ticks, none in flight", finished_ticks, TIMEOUT, every=0.2)
         yield_value = Story(
             run_id=run_id,
             home=home,

@@ -182,7 +182,7 @@ def test_after_make_run_a_new_month_runs_alone_on_the_warm_server_and_reaches_go
         done = max(tick["timestamp"] for tick in server.sensor_ticks(SENSOR))
         wait_for(
             "two sensor ticks after the run",
-            lambda: len([t for t in server.sensor_ticks(SENSOR) if t["timestamp"] > done]) >= 2
+            lambda: len([t for t in server.ended_ticks(SENSOR) if t["timestamp"] > done]) >= 2
             or None,
             120,
         )

@@ -75,7 +75,7 @@ def test_under_the_daemon_an_overdue_month_fails_its_check_and_is_alerted_once(t
             wait_for(
                 "a later tick of the deadline sensor",
                 lambda: (
-                    [t for t in server.sensor_ticks(SENSOR_NAME) if t["timestamp"] > started]
+                    [t for t in server.ended_ticks(SENSOR_NAME) if t["timestamp"] > started]
                     or None
                 ),
                 TIMEOUT,

@@ -86,7 +86,7 @@ def test_a_file_being_written_runs_once_after_it_settles_and_the_run_reads_all_o
         done = max(t["timestamp"] for t in server.sensor_ticks(SENSOR))
         wait_for(
             "two sensor ticks after the run",
-            lambda: len([t for t in server.sensor_ticks(SENSOR) if t["timestamp"] > done]) >= 2
+            lambda: len([t for t in server.ended_ticks(SENSOR) if t["timestamp"] > done]) >= 2
             or None,
             120,
         )
