@@ -130,7 +130,10 @@ class Settings(BaseModel):
     spark_remote: str | None = _setting(
         None, "MEDALLION_SPARK_REMOTE",
         "A Spark Connect endpoint (sc://host:15002); when set, runs are its clients and "
-        "MEDALLION_SPARK_MASTER is not used. make dev sets it to its warm local server.",
+        "MEDALLION_SPARK_MASTER is not used. make dev sets it to its warm local server. A "
+        "secret: its parameters may carry a token (sc://host:443/;use_ssl=true;token=...), so "
+        "logs and the UI show only sc://host:port.",
+        secret=True,
     )
     spark_class_archive: str | None = _setting(
         None, "MEDALLION_SPARK_CLASS_ARCHIVE",

@@ -14,6 +14,8 @@ from medallion_assets.settings import Settings, SettingsError
 
 WEBHOOK = "https://hooks.example.com/services/T0001/B0002/not-to-be-shown"
 PASSWORD = "hunter2-not-to-be-shown"
+CONNECT_TOKEN = "connect-token-not-to-be-shown"
+CONNECT_WITH_TOKEN = f"sc://spark.example:443/;use_ssl=true;token={CONNECT_TOKEN}"
 
 # Every variable, a value a deployment might give it, and the setting that value becomes.
 PARSED = [
@@ -124,7 +126,6 @@ def test_without_a_mapping_the_process_environment_is_read(monkeypatch):
         ("MEDALLION_SMTP_PORT", "70000", "less than or equal to 65535"),
         ("MEDALLION_SMTP_SSL", "maybe", "valid boolean"),
         ("MEDALLION_WEBSERVER_URL", "dagster.internal:3000", "http:// or https:// URL"),
-        ("MEDALLION_SPARK_REMOTE", "127.0.0.1:15002", "starts with sc://"),
         ("MEDALLION_PARQUET_CODEC", "brotli", "expected one of snappy, zstd, gzip"),
         ("MEDALLION_ALERT_RETRY_SECONDS", "0", "greater than or equal to 1"),
         ("MEDALLION_ALERT_RETRY_SECONDS", "1m", "valid integer"),
@@ -164,6 +165,15 @@ def test_a_webhook_that_is_not_an_http_url_is_refused_without_repeating_it(url, 
     assert "not-to-be-shown" not in message
 
 
+def test_a_connect_endpoint_without_sc_is_refused_without_repeating_it():
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"MEDALLION_SPARK_REMOTE": "spark.example:443/;token=not-to-be-shown"})
+
+    message = str(error.value)
+    assert "$MEDALLION_SPARK_REMOTE" in message and "starts with sc://" in message
+    assert "not-to-be-shown" not in message
+
+
 def test_every_unusable_variable_is_named_at_once():
     with pytest.raises(SettingsError) as error:
         Settings.from_env(
@@ -196,6 +206,7 @@ def test_secrets_from_the_environment_reach_the_alert_resource_by_their_variable
             "MEDALLION_SMTP_PASSWORD": PASSWORD,
             "MEDALLION_SMTP_HOST": "smtp.example.com",
             "MEDALLION_WEBSERVER_URL": "https://dagster.internal/",
+            "MEDALLION_SPARK_REMOTE": CONNECT_WITH_TOKEN,
         }
     )
     defs = build_defs(settings)
@@ -206,6 +217,7 @@ def test_secrets_from_the_environment_reach_the_alert_resource_by_their_variable
     config = resource_config(alerts)
     assert config["webhook_url"] == {"env": "MEDALLION_ALERT_WEBHOOK_URL"}
     assert config["smtp_password"] == {"env": "MEDALLION_SMTP_PASSWORD"}
+    assert resource_config(defs.resources["spark"])["remote"] == {"env": "MEDALLION_SPARK_REMOTE"}
     # What is not a secret is shown as it is.
     assert config["smtp_host"] == "smtp.example.com"
     assert config["webserver_url"] == "https://dagster.internal"
@@ -213,6 +225,7 @@ def test_secrets_from_the_environment_reach_the_alert_resource_by_their_variable
     for key, resource in defs.resources.items():
         shown = json.dumps(resource_config(resource))
         assert WEBHOOK not in shown and PASSWORD not in shown, key
+        assert CONNECT_TOKEN not in shown, key
 
 
 def test_a_secret_given_in_code_is_passed_as_it_is():

@@ -6,12 +6,14 @@ import textwrap
 import time
 
 import pytest
+from dagster import EnvVar
 
 from medallion_assets.definitions import build_defs
 from medallion_assets.resources.spark import (
     REMOTE_ENV,
     SparkConnectUnavailable,
     SparkSessionResource,
+    shown_endpoint,
 )
 from medallion_assets.settings import Settings
 from medallion_assets_tests.dagster_dev import free_port
@@ -31,12 +33,18 @@ def test_the_master_comes_from_its_setting_and_defaults_to_local():
     assert SparkSessionResource(master="local[1]").resolved_master() == "local[1]"
 
 
-def test_a_connect_endpoint_comes_from_its_setting_and_wins_over_the_master():
+def test_a_connect_endpoint_comes_from_its_setting_and_wins_over_the_master(monkeypatch):
     assert spark_resource().resolved_remote() is None
     assert not spark_resource().is_remote
-    resource = spark_resource(
-        MEDALLION_SPARK_REMOTE="sc://127.0.0.1:15002", MEDALLION_SPARK_MASTER="local[1]"
-    )
+    environ = {
+        "MEDALLION_SPARK_REMOTE": "sc://127.0.0.1:15002",
+        "MEDALLION_SPARK_MASTER": "local[1]",
+    }
+    resource = spark_resource(**environ)
+    # A secret: the resource names its variable, which Dagster (or the resource, outside a run)
+    # reads from the process's environment.
+    assert isinstance(resource.remote, EnvVar) and resource.remote.env_var_name == REMOTE_ENV
+    monkeypatch.setenv(REMOTE_ENV, environ[REMOTE_ENV])
     assert resource.resolved_remote() == "sc://127.0.0.1:15002"
     assert resource.is_remote
     assert SparkSessionResource(remote="sc://spark.example:443").resolved_remote() == (
@@ -55,16 +63,25 @@ def test_a_connect_client_sets_only_session_settings():
     assert all(key.startswith("spark.sql.") for key in config)
 
 
+def test_an_endpoint_is_shown_without_its_parameters_which_may_hold_a_token():
+    assert shown_endpoint("sc://127.0.0.1:15002") == "sc://127.0.0.1:15002"
+    assert shown_endpoint("sc://spark.example:443/;use_ssl=true;token=s3cr3t") == (
+        "sc://spark.example:443"
+    )
+    assert shown_endpoint("sc://spark.example:443;token=s3cr3t") == "sc://spark.example:443"
+
+
 @pytest.mark.filterwarnings("ignore:.*RETRIES_EXCEEDED:UserWarning")
-def test_an_unreachable_connect_endpoint_is_named_within_seconds():
+def test_an_unreachable_connect_endpoint_is_named_within_seconds_and_its_token_is_not():
     """The Connect client's own reconnecting is cut to a few seconds (its default is about ten
-    minutes), and the error names the endpoint and how to start one."""
+    minutes), and the error names the endpoint and how to start one, but not its token."""
     was_connect_mode = "SPARK_CONNECT_MODE_ENABLED" in os.environ
     endpoint = f"sc://127.0.0.1:{free_port()}"
+    token = "tok-never-shown-5521"
     started = time.monotonic()
     try:
         with pytest.raises(SparkConnectUnavailable) as error:
-            SparkSessionResource(remote=endpoint).spark_session  # noqa: B018
+            SparkSessionResource(remote=f"{endpoint}/;use_ssl=true;token={token}").spark_session  # noqa: B018
     finally:
         # A Connect session switches PySpark to Connect mode; this process stays classic.
         if not was_connect_mode:
@@ -73,6 +90,7 @@ def test_an_unreachable_connect_endpoint_is_named_within_seconds():
     message = str(error.value)
     assert message.startswith(f"The Spark Connect server at {endpoint} (${REMOTE_ENV}) does not")
     assert "make dev" in message
+    assert token not in message
 
 
 def test_local_defaults_can_be_overridden():
@@ -164,8 +182,12 @@ def test_a_local_session_names_its_executor_by_loopback_not_by_a_network_interfa
     )
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_LOCAL_IP", "SPARK_REMOTE")}
     completed = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-        cwd=tmp_path, env=env,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     seen = json.loads(completed.stdout.strip().splitlines()[-1])

@@ -38,7 +38,7 @@ import time
 from typing import Any
 
 import grpc
-from dagster import InitResourceContext, get_dagster_logger
+from dagster import EnvVar, InitResourceContext, get_dagster_logger
 from dagster_pyspark import PySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
@@ -155,6 +155,12 @@ def local_defaults(master: str, archive: str | None = None) -> dict[str, str]:
     return defaults
 
 
+def shown_endpoint(remote: str) -> str:
+    """``remote`` as logs and errors show it: ``sc://host:port``, without the parameters after
+    ``;`` (``token=``, ``user_id=``), which may be credentials."""
+    return remote.split(";", 1)[0].rstrip("/")
+
+
 def connect_session(remote: str, conf: dict[str, str]) -> SparkSession:
     """A new Spark Connect session on `remote`, with `conf` set on it (which checks it answers).
 
@@ -197,7 +203,8 @@ def _explained(error: Exception, remote: str) -> Exception:
         return error
     detail = next((line.strip() for line in text.splitlines() if "details" in line), text[:300])
     return SparkConnectUnavailable(
-        f"The Spark Connect server at {remote} (${REMOTE_ENV}) does not answer ({detail}). "
+        f"The Spark Connect server at {shown_endpoint(remote)} (${REMOTE_ENV}) does not answer "
+        f"({detail}). "
         "Is it running? `make dev` starts one on sc://127.0.0.1:15002; without the variable "
         "runs use a local Spark session instead."
     )
@@ -242,13 +249,17 @@ class SparkSessionResource(PySparkResource):
         archive = class_archive.archive_path(settings.spark_class_archive, settings.java_home)
         return cls(
             master=settings.spark_master,
-            remote=settings.spark_remote,
+            # From the environment, an EnvVar: the UI shows the variable's name, not its value.
+            remote=settings.resource_value("spark_remote"),
             class_archive=str(archive) if archive else None,
             **fields,
         )
 
     def resolved_remote(self) -> str | None:
-        return self.remote or None
+        remote = self.remote
+        if isinstance(remote, EnvVar):  # a resource used outside a run, not configured by Dagster
+            remote = remote.get_value()
+        return remote or None
 
     def resolved_master(self) -> str:
         return self.master or DEFAULT_MASTER
@@ -326,7 +337,7 @@ class SparkSessionResource(PySparkResource):
         self._owns_session = True
         _OPEN_CONNECT_SESSIONS[remote] = self._spark_session
         get_dagster_logger().info(
-            f"Spark: a Spark Connect client of {remote} (server-side session "
+            f"Spark: a Spark Connect client of {shown_endpoint(remote)} (server-side session "
             f"{self._spark_session.session_id}), ready in {time.monotonic() - started:.2f} s."
         )
 
