@@ -8,7 +8,9 @@ The runs, each a whole process on the same generated month:
 
 - ``pipeline``: our Dagster pipeline for the month, end to end through the dagster CLI against
   a Dagster instance created before the rounds (process start, JVM start, bronze with its
-  quarantine of bad lines, silver, both gold tables, every check, the Delta commits);
+  quarantine of bad lines, silver, both gold tables, every check, the Delta commits); the CLI's
+  own entry point, run with the marks of timeline.py, which time the steps and, for the small
+  month, where its seconds go;
 - ``plain``: benchmarks/floor.py, the reference work done by a plain Spark script (typed CSV
   read, Parquet, rows without a user and exact duplicates dropped, purchase revenue by brand; no
   validation, no checks, no Delta);
@@ -61,6 +63,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -73,6 +76,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import spark_settings  # noqa: E402
+import timeline  # noqa: E402
 from measure import Measurement, run_measured  # noqa: E402
 
 MONTH = "2019-10"
@@ -487,12 +491,16 @@ def run_log(work: Path, name: str, round_number: int) -> Path:
 def run_variant(
     name: str, variant: Variant, csv: Path, work: Path, settings_file: Path, round_number: int
 ) -> tuple[Measurement, dict[str, float], Outputs | None]:
-    """One measured run; its outputs read, then removed. Outputs None: the run failed."""
+    """One measured run; its outputs read, then removed. Outputs None: the run failed.
+
+    The pipeline runs through Dagster's own CLI entry point with the marks of `timeline`; the
+    second value is then the seconds from spawn to each point (`timeline.read_points`), the
+    process's exit included; empty for a script."""
     log = run_log(work, name, round_number)
     if variant.script is None:
         out, home = work / f"{name}_warehouse", dagster_home(name, work)
         shutil.rmtree(out, ignore_errors=True)
-        command = [str(BIN / "dagster"), *materialize_args("--partition", MONTH)]
+        command = timeline.traced_command(BIN / "python", materialize_args("--partition", MONTH))
         env = pipeline_env(csv.parent, out, home)
     else:
         out = work / f"{name}_out"
@@ -502,16 +510,19 @@ def run_variant(
             command += ["--settings", variant.settings]
         command += list(variant.args)
         env = script_env(settings_file)
+    spawned = time.time()
     measurement = run_measured(name, command, env=env, log_path=str(log))
     outputs = None
-    steps: dict[str, float] = {}
+    points: dict[str, float] = {}
     if measurement.returncode == 0:
         if variant.script is None:
-            outputs, steps = pipeline_outputs(out), step_seconds(log)
+            outputs = pipeline_outputs(out)
+            points = timeline.read_points(log.read_text(errors="replace"), spawned)
+            points[timeline.GONE] = measurement.seconds
         else:
             outputs = script_outputs(variant.script, out)
     shutil.rmtree(out, ignore_errors=True)
-    return measurement, steps, outputs
+    return measurement, points, outputs
 
 
 def printed_line(log: Path, prefix: str) -> str | None:
@@ -606,6 +617,7 @@ def run(args: argparse.Namespace) -> int:
 
     runs: dict[str, list[Measurement]] = {}
     steps: dict[str, list[float]] = {}
+    small_timeline: list[dict[str, float]] = []
     checks = CrossCheck()
     load_before = load_average()
     for round_number, order in enumerate(orders, start=1):
@@ -613,7 +625,7 @@ def run(args: argparse.Namespace) -> int:
         for name in order:
             variant = VARIANTS[name]
             file = small if variant.small else csv
-            measurement, step_times, outputs = run_variant(
+            measurement, points, outputs = run_variant(
                 name, variant, file, work, settings_file, round_number
             )
             if outputs is None:
@@ -625,8 +637,10 @@ def run(args: argparse.Namespace) -> int:
             checks.add(name, round_number, variant.small, outputs)
             runs.setdefault(name, []).append(measurement)
             if name == "pipeline":
-                for step, seconds in step_times.items():
+                for step, seconds in timeline.steps(points).items():
                     steps.setdefault(step, []).append(seconds)
+            if name == "pipeline_small":
+                small_timeline.append(points)
             print(
                 f"  {name:15s} wall {measurement.seconds:7.1f} s   CPU "
                 f"{measurement.cpu_seconds:7.1f} s   python peak "
@@ -647,6 +661,7 @@ def run(args: argparse.Namespace) -> int:
             orders,
             runs,
             steps,
+            small_timeline,
             checks,
             expected,
             describe_code(commit, changed, commit_after),
@@ -684,6 +699,7 @@ def entry(
     orders: list[list[str]],
     runs: dict[str, list[Measurement]],
     steps: dict[str, list[float]],
+    small_timeline: list[dict[str, float]],
     checks: CrossCheck,
     expected: dict[str, dict[str, str]],
     code: str,
@@ -783,11 +799,12 @@ def entry(
         "Spark's defaults, as the notebook's approach runs today: "
         + spark_settings.describe(expected[spark_settings.SPARK_DEFAULTS]),
         "",
-        "Pipeline steps, seconds, median (min-max):",
+        "Pipeline steps, seconds from each step's start event to its success event, as the "
+        "instance stored them, median (min-max):",
         "",
     ]
-    # A step whose "Finished execution" line is missing from a round's log is said to be, rather
-    # than shown as if measured every round: the round's log (`run_log`) tells why.
+    # A step without both events in a round (it cannot succeed without them) is said to be,
+    # rather than shown as if measured every round: the round's log (`run_log`) tells why.
     block += [
         f"- {step}: {median_spread(values)}"
         + (
@@ -797,6 +814,15 @@ def entry(
         )
         for step, values in steps.items()
     ]
+    if small_timeline:
+        block += [
+            "",
+            f"Where the {args.small_rows:,}-row month's seconds go through the CLI "
+            "(`benchmarks/timeline.py`): each point's seconds since the process was spawned, "
+            "median (min-max) over the rounds, and the median gap from the point before:",
+            "",
+            *timeline.breakdown(small_timeline),
+        ]
     return block
 
 
