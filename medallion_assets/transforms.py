@@ -501,33 +501,33 @@ def daily_funnel(silver: DataFrame) -> DataFrame:
     """Gold: per UTC day, views, carts, purchases, distinct users and conversion
     (purchases / views).
 
-    Two explicit aggregations, per day and user and then per day, rather than ``countDistinct``
-    beside the counts: the same result, measured faster on a 5M-row month's silver (1.0-1.3 s
-    against 1.1-1.8 s, 3 rounds each in one session). ``count(user_id)`` in the second step counts
-    the users of a day and, as ``countDistinct`` does, not the group of events without one.
+    One aggregation per day, with ``countDistinct(user_id)`` beside the counts (like ``count``,
+    it leaves out the events without a user), and ``month`` as the ``min`` of the day's rows
+    rather than a grouping key: a day's events all lie in one month (bronze keeps an event under
+    a month only when its time lies in that month), so the rows are the same. Spark plans it as
+    a partial aggregation per day and user, a shuffle, then per day. Measured on silver's files
+    of a full-size month of the wide shape (42.3M rows, 8.5M day-and-user pairs), one run each
+    with Spark's task metrics: 12.7 task CPU seconds and no spill, against 19.4 CPU seconds and
+    490 MB spilled when ``month`` was a key of both aggregations as two explicit steps (per day
+    and user, then per day); a single step keyed by month and day spilled the same. Warm
+    session, wall: 10.1 against 16.5 s; on 5M-row months about a tenth faster (1.0 against 1.1
+    s).
     """
 
     def count_of(kind: str) -> Column:
         return F.count_if(F.col("event_type") == kind)
 
-    per_user = (
+    funnel = (
         silver.select(
             MONTH_COLUMN, utc_date(F.col("event_time")).alias("date"), "user_id", "event_type"
         )
-        .groupBy(MONTH_COLUMN, "date", "user_id")
+        .groupBy("date")
         .agg(
+            F.min(MONTH_COLUMN).alias(MONTH_COLUMN),
             count_of("view").alias("views"),
             count_of("cart").alias("carts"),
             count_of("purchase").alias("purchases"),
-        )
-    )
-    funnel = (
-        per_user.groupBy(MONTH_COLUMN, "date")
-        .agg(
-            F.sum("views").alias("views"),
-            F.sum("carts").alias("carts"),
-            F.sum("purchases").alias("purchases"),
-            F.count("user_id").alias("distinct_users"),
+            F.countDistinct("user_id").alias("distinct_users"),
         )
         .withColumn(
             "conversion",

@@ -320,6 +320,26 @@ def test_daily_funnel_counts_events_without_a_user_but_not_as_a_user(spark):
     assert (day.views, day.carts, day.purchases, day.distinct_users) == (3, 0, 1, 1)
 
 
+def test_daily_funnel_of_two_months_gives_each_day_the_month_its_rows_belong_to(spark):
+    # Grouped by day only: the month comes from the day's rows, and a user active on both days
+    # counts once on each.
+    rows = [
+        _event("2019-10-31 23:59:59", "view", user=1),
+        _event("2019-10-31 22:00:00", "purchase", user=2),
+        _event("2019-11-01 00:00:00", "view", user=1).asDict() | {"month": dt.date(2019, 11, 1)},
+        _event("2019-11-01 08:00:00", "cart", user=1).asDict() | {"month": dt.date(2019, 11, 1)},
+    ]
+    rows = [Row(**r) if isinstance(r, dict) else r for r in rows]
+    got = {
+        r.date: (r.month, r.views, r.carts, r.purchases, r.distinct_users)
+        for r in daily_funnel(bronze(spark, rows)).collect()
+    }
+    assert got == {
+        dt.date(2019, 10, 31): (dt.date(2019, 10, 1), 1, 0, 1, 2),
+        dt.date(2019, 11, 1): (dt.date(2019, 11, 1), 1, 1, 0, 1),
+    }
+
+
 def test_a_large_month_is_de_duplicated_in_more_partitions_and_to_the_same_result(spark):
     # The session's default while it keeps partitions small; one per 750,000 rows past it.
     assert dedup_partitions(5_000_000, default=8) is None
