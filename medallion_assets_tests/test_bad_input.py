@@ -288,6 +288,35 @@ def test_malformed_lines_are_kept_aside_with_reasons_and_every_valid_row_lands(
 
 
 @pytest.mark.graph
+def test_a_carriage_return_inside_a_line_splits_it_into_rejected_halves_and_the_lines_add_up(
+    landing_dir, warehouse, settings
+):
+    # Spark's line reader ends a line at a CR alone, even inside quotes; the line count does too,
+    # so the halves are rejected for their field count and nothing is reported lost.
+    good = good_lines(300)
+    unquoted = _with(9101, brand="sam\rsung")
+    quoted = _with(9102, brand='"sam\rsung"')
+    write_source(landing_dir, "2019-Oct.csv", interleave(good, [unquoted, quoted]))
+
+    result = run_job(settings)
+
+    assert result.success
+    assert bronze_rows(warehouse) == expected_rows(good)
+    rejected = rows_of(warehouse, "bronze/events_rejected")
+    halves = [*unquoted.split("\r"), *quoted.split("\r")]
+    assert sorted(rejected["line"]) == sorted(halves)
+    assert all(reason.startswith("expected 9 fields, found ") for reason in rejected["reason"])
+    meta = materialization_metadata(result, "bronze_events", "bronze/events_rejected")
+    assert (meta["source_data_lines"], meta["accepted_rows"], meta["rejected_rows"]) == (
+        len(good) + 4,
+        len(good),
+        4,
+    )
+    checks = check_evaluations(result)
+    assert checks["bronze_lines_accounted_for"].passed, checks["bronze_lines_accounted_for"]
+
+
+@pytest.mark.graph
 def test_more_than_five_percent_rejected_stops_silver_and_gold(landing_dir, warehouse, settings):
     good = good_lines(100)
     bad = malformed_lines()

@@ -2,6 +2,7 @@ import contextlib
 import gzip
 import os
 import random
+import re
 import sys
 
 import pytest
@@ -164,9 +165,10 @@ def test_dagster_refuses_a_malformed_key_before_the_run_starts(defs):
 
 
 def _reference_data_lines(data: bytes) -> int:
-    """Lines holding a byte above 0x20, less the header: the definition, line by line."""
-    lines = data.split(b"\n")
-    if data.endswith(b"\n"):
+    """Lines holding a byte above 0x20, less the header: the definition, line by line, with the
+    breaks of Spark's line reader (CR LF, CR, LF)."""
+    lines = re.split(rb"\r\n|\r|\n", data)
+    if data.endswith((b"\n", b"\r")):
         lines.pop()
     return max(sum(any(b > 0x20 for b in line) for line in lines) - 1, 0)
 
@@ -176,7 +178,9 @@ def test_data_lines_are_counted_exactly_across_chunk_boundaries(tmp_path, monkey
     monkeypatch.setattr(landing, "_CHUNK_BYTES", chunk)
     rng = random.Random(chunk)
     pieces = [b"a,b,c", b"", b" ", b"\t \r", b"\r", b"x", b"\x00", b"\xef\xbb\xbfh", b"y" * 200]
+    pieces += [b"a\rb", b'"sam\rsung",1', b"\r\r", b"z\r"]
     cases = [b"", b"\n", b"h\n", b"h", b"h\n\n\n", b"h\r\n1\r\n\r\n2", b"h\n  \n \t\n3\n   "]
+    cases += [b"h\r1\r2\r", b"h\r1\r\r \r2", b"h\n1\r", b"h\r\n1\r2\r\n", b"\r\r\rh\r1"]
     for _ in range(40):
         lines = [rng.choice(pieces) for _ in range(rng.randrange(0, 30))]
         cases.append(b"\n".join(lines) + rng.choice([b"", b"\n", b"\r\n", b"\n\n"]))
