@@ -122,7 +122,6 @@ _BREAK = rb"(?:\r\n|\r(?!\n)|\n)"
 # CSV reader uses to skip blank lines) other than CR and LF before the next break. A lookahead, so
 # that runs of blank lines are each counted.
 _BLANK_LINE_AHEAD = re.compile(_BREAK + rb"(?=[\x00-\x09\x0b\x0c\x0e-\x20]*[\r\n])")
-_LF_AHEAD = re.compile(rb"\n(?=[\x00-\x09\x0b-\x20]*\n)")
 
 
 class _LineCounter:
@@ -161,8 +160,7 @@ class _LineCounter:
         del data, newline, low  # release the buffer, which may grow next
         if not maybe_blank:
             return lines, 0
-        blank = _BLANK_LINE_AHEAD if carriage_returns else _LF_AHEAD
-        return lines, len(blank.findall(buffer, 0, last + 1))
+        return lines, len(_BLANK_LINE_AHEAD.findall(buffer, 0, last + 1))
 
 
 def count_data_lines(path: Path) -> int:
