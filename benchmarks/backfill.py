@@ -44,7 +44,8 @@ fails the benchmark and nothing is recorded.
 The entry (printed, and appended to RESULTS.md unless --no-append) gives both ways' figures with
 the targets next to them (backfill / separate <= 1.05 in wall and CPU seconds, JVM heap used
 <= 4 GB, Python RSS <= 1 GB), the scratch disk, the warehouse, what was compared, and the steps'
-seconds of each way from the runs' logs.
+seconds of each way, from each step's start and success events (the CLI runs with the marks of
+timeline.py, as bench.py's pipeline does).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ import statistics
 import struct
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,9 +90,9 @@ from bench import (  # noqa: E402
     pipeline_env,
     prepare_instance,
     record,
-    step_seconds,
 )
 from measure import Measurement, run_measured  # noqa: E402
+from timeline import read_points, steps, traced_command  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FIRST_MONTH = "2019-10"
@@ -471,11 +473,12 @@ def measure_way(
         plan = [(None, ["--partition-range", f"{months[0]}...{months[-1]}"])]
     else:
         plan = [(month, ["--partition", month]) for month in months]
-    runs, sampled, steps = [], [], {}
+    runs, sampled, step_totals = [], [], {}
     for month, partition_args in plan:
         log = run_log(work, way, round_number, month)
         run = f"{name}{'_' + month if month else ''} (round {round_number})"
-        command = [str(BIN / "dagster"), *materialize_args(*partition_args)]
+        command = traced_command(BIN / "python", materialize_args(*partition_args))
+        spawned = time.time()
         with Sampler(local_dir, warehouse) as seen:
             measurement = run_measured(name, command, env=env, log_path=str(log))
         if measurement.returncode:
@@ -483,8 +486,8 @@ def measure_way(
         check_settings(run, measurement, expected)
         runs.append(measurement)
         sampled.append(seen)
-        for step, seconds in step_seconds(log).items():
-            steps[step] = steps.get(step, 0.0) + seconds
+        for step, seconds in steps(read_points(log.read_text(errors="replace"), spawned)).items():
+            step_totals[step] = step_totals.get(step, 0.0) + seconds
         heap = max((h.used_peak for h in seen.heaps.values()), default=0)
         print(
             f"  {run:40s} wall {measurement.seconds:7.1f} s   CPU {measurement.cpu_seconds:7.1f} s"
@@ -498,7 +501,7 @@ def measure_way(
     outputs = read_outputs(warehouse)
     for directory in (warehouse, local_dir, dagster_home(name, work)):
         shutil.rmtree(directory, ignore_errors=True)
-    return Way(runs, sampled, steps, total, layers), outputs
+    return Way(runs, sampled, step_totals, total, layers), outputs
 
 
 # -- the entry -------------------------------------------------------------------------------------

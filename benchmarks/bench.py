@@ -58,7 +58,6 @@ import json
 import os
 import platform
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -85,7 +84,6 @@ MONTH = "2019-10"
 SMALL_MONTH_TARGET = 8.0
 PROJECT_INSTANCE = REPO / ".dagster_home" / "dagster.yaml"
 BIN = Path(sys.executable).parent
-_STEP_RE = re.compile(r'Finished execution of step "([^"]+)" in ((?:[0-9]+m)?[0-9.]+)(ms|s)')
 _SPARK_SUBMIT = "org.apache.spark.deploy.SparkSubmit"
 _SPARK_LAUNCHER = "org.apache.spark.launcher.Main"
 CPU_SOURCES = {
@@ -221,16 +219,6 @@ def check_plain_schema() -> None:
 
 
 # -- the runs ------------------------------------------------------------------------------------
-
-
-def step_seconds(log_path: Path) -> dict[str, float]:
-    """Each step's duration as Dagster logged it."""
-    steps = {}
-    for name, value, unit in _STEP_RE.findall(log_path.read_text(errors="replace")):
-        minutes, _, rest = value.rpartition("m")
-        seconds = float(rest) / (1000 if unit == "ms" else 1)
-        steps[name] = 60 * float(minutes or 0) + seconds
-    return steps
 
 
 def dagster_home(name: str, work: Path) -> Path:

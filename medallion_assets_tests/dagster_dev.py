@@ -40,7 +40,6 @@ SHUTDOWN_TIMEOUT = 90
 T = TypeVar("T")
 
 
-
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
     """Poll `probe` until it returns something other than None; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -33,7 +33,6 @@ SUPERUSER = "postgres"
 SERVER_USER = "postgres"  # the OS user the server runs as when the tests run as root
 
 
-
 def server_bin_dir() -> Path:
     """The directory holding ``initdb`` and ``pg_ctl``: on PATH, else Debian's newest version."""
     on_path = shutil.which("pg_ctl")
