@@ -10,7 +10,9 @@ from medallion_assets.assets.gold import (
     DAILY_FUNNEL_LINEAGE,
     REVENUE_BY_BRAND_LINEAGE,
     top_brands,
+    written_figures,
 )
+from medallion_assets.assets.rebuild_changes import Figures
 from medallion_assets.schema import (
     GOLD_DAILY_FUNNEL_SCHEMA,
     GOLD_REVENUE_BY_BRAND_SCHEMA,
@@ -64,3 +66,21 @@ def test_the_preview_lists_the_ten_largest_rows_by_revenue(spark):
 def test_the_preview_of_a_month_without_purchases_is_an_empty_table(spark):
     empty = spark.createDataFrame([], GOLD_REVENUE_BY_BRAND_SCHEMA)
     assert top_brands(empty) == []
+
+
+def test_what_revenue_by_brand_received_comes_from_its_write_observation_and_the_log():
+    months = ["2019-10", "2019-11"]
+    observed = {
+        "revenue__2019_10": Decimal("12.50"),
+        "purchases__2019_10": 3,
+        "revenue__2019_11": None,  # a month without purchases sums to NULL
+        "purchases__2019_11": None,
+    }
+    assert written_figures(observed, {"2019-10": 2, "2019-11": 1}, months) == {
+        "2019-10": Figures(rows=2, revenue=Decimal("12.50"), purchases=3),
+        "2019-11": Figures(rows=1, revenue=Decimal("0.00"), purchases=0),
+    }
+    # Spark reported nothing, or not every month: the rows written are aggregated instead.
+    assert written_figures(None, {"2019-10": 2}, months) is None
+    partial = {"revenue__2019_10": Decimal("1.00"), "purchases__2019_10": 1}
+    assert written_figures(partial, {"2019-10": 2, "2019-11": 1}, months) is None

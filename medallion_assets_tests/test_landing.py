@@ -191,3 +191,13 @@ def test_data_lines_are_counted_exactly_across_chunk_boundaries(tmp_path, monkey
         packed = tmp_path / f"{number}.csv.gz"
         packed.write_bytes(gzip.compress(data))
         assert landing.count_data_lines(packed) == _reference_data_lines(data), data
+
+
+def test_rows_are_estimated_from_plain_files_sizes_and_not_from_compressed_ones(tmp_path):
+    plain = [tmp_path / "2019-10.csv", tmp_path / "2019-11.csv"]
+    plain[0].write_bytes(b"x" * 25_000)
+    plain[1].write_bytes(b"y" * 5_050)
+    assert landing.estimated_rows(plain) == 30_050 // landing.ESTIMATED_LINE_BYTES
+    compressed = tmp_path / "2019-12.csv.gz"
+    compressed.write_bytes(gzip.compress(b"z" * 1_000))
+    assert landing.estimated_rows([*plain, compressed]) is None

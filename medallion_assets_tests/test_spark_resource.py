@@ -10,10 +10,13 @@ from dagster import EnvVar
 
 from medallion_assets.definitions import build_defs
 from medallion_assets.resources.spark import (
+    QUICK_JIT_OPTION,
     REMOTE_ENV,
     SparkConnectUnavailable,
     SparkSessionResource,
+    quick_jit,
     shown_endpoint,
+    with_java_option,
 )
 from medallion_assets.settings import Settings
 from medallion_assets_tests.dagster_dev import free_port
@@ -103,6 +106,81 @@ def test_local_defaults_can_be_overridden():
     assert config["spark.driver.host"] == "127.0.0.1"
     cluster = SparkSessionResource(master="spark://10.0.0.1:7077").effective_config()
     assert "spark.driver.host" not in cluster
+
+
+def test_only_a_local_session_for_a_known_small_input_gets_the_quick_compiler():
+    assert quick_jit("local[*]", 1_000, 500_000)
+    assert quick_jit("local[2]", 500_000, 500_000)
+    assert not quick_jit("local[*]", 500_001, 500_000)
+    assert not quick_jit("local[*]", None, 500_000)  # unknown: the full compilers
+    assert not quick_jit("local[*]", 1_000, 0)  # turned off
+    assert not quick_jit("spark://10.0.0.1:7077", 1_000, 500_000)  # tasks run elsewhere
+
+
+def test_the_quick_compiler_is_added_to_the_driver_options_unless_they_choose_their_own():
+    defaults = SparkSessionResource(master="local[*]").effective_config()
+    added = with_java_option(defaults, QUICK_JIT_OPTION)["spark.driver.extraJavaOptions"]
+    assert added.split() == [*defaults["spark.driver.extraJavaOptions"].split(), QUICK_JIT_OPTION]
+    assert with_java_option({}, QUICK_JIT_OPTION) == {
+        "spark.driver.extraJavaOptions": QUICK_JIT_OPTION
+    }
+    own = {"spark.driver.extraJavaOptions": "-XX:-TieredCompilation"}
+    assert with_java_option(own, QUICK_JIT_OPTION) == own
+
+
+def test_a_running_session_is_used_without_asking_for_the_input_size(spark):
+    def size():
+        raise AssertionError("asked for the input size of a session already running")
+
+    resource = SparkSessionResource(master="local[1]")
+    assert resource.session_for(size) is spark
+    assert not resource.owns_session
+
+
+@pytest.mark.slow
+def test_a_new_local_session_runs_its_jvm_with_the_quick_compiler_only_for_a_small_input(
+    tmp_path,
+):
+    """In a fresh process per case: the JVM's own arguments say which compilers it runs, and the
+    size function is asked once, when the session starts."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from medallion_assets.resources.spark import SparkSessionResource, stop_classic
+
+        asked = []
+        def rows():
+            asked.append(1)
+            return int(sys.argv[1])
+
+        resource = SparkSessionResource(master="local[1]", small_input_rows=500_000)
+        session = resource.session_for(rows)
+        resource.session_for(rows)
+        jvm = session.sparkContext._jvm
+        arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+                         .getInputArguments())
+        print(json.dumps({"arguments": arguments, "asked": len(asked)}))
+        stop_classic(session)
+        """
+    )
+    # Without the suite's own JVM options (conftest), which choose the quick compiler for all.
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"}
+    seen = {}
+    for rows in (1_000, 5_000_000):
+        completed = subprocess.run(
+            [sys.executable, "-c", script, str(rows)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        seen[rows] = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert QUICK_JIT_OPTION in seen[1_000]["arguments"]
+    assert QUICK_JIT_OPTION not in seen[5_000_000]["arguments"]
+    assert "-XX:+UseParallelGC" in seen[5_000_000]["arguments"]
+    assert seen[1_000]["asked"] == seen[5_000_000]["asked"] == 1
 
 
 def test_a_shared_session_is_reused_and_left_running(spark):

@@ -63,6 +63,7 @@ from medallion_assets.resources.landing import (
     SourceFileError,
     SourceFingerprint,
     count_data_lines,
+    estimated_rows,
     fingerprint_metadata,
 )
 from medallion_assets.resources.spark import SparkSessionResource
@@ -215,7 +216,8 @@ def bronze_events(
     warn, fail = config.thresholds(thresholds)
     months = list(context.partition_keys)
     paths = {key: _source_path(landing, key) for key in months}
-    session = spark.spark_session
+    # Started for the files' size: a small month's JVM compiles less (`session_for`).
+    session = spark.session_for(estimated_rows(paths.values()))
     ingested_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-count") as pool:

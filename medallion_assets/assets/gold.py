@@ -54,7 +54,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from medallion_assets.assets.change_notices import notify
-from medallion_assets.assets.rebuild_changes import MonthChange, read_previous, revenue_changes
+from medallion_assets.assets.rebuild_changes import (
+    Figures,
+    MonthChange,
+    read_previous,
+    revenue_changes,
+)
 from medallion_assets.assets.silver import SILVER_EVENTS, month_totals, totals_by_month
 from medallion_assets.assets.tables import blocking_check, delta_table, month_evaluations
 from medallion_assets.delta.month_history import month_files
@@ -218,10 +223,21 @@ def gold_tables(
         months,
     )
     changes: dict[str, MonthChange] = {}
+    revenue_out = Observed("gold_revenue", **per_month(months, REVENUE_SUMS))
 
     def describe(written: DataFrame) -> dict[str, object]:
         previous = read_previous(written.sparkSession, previous_files)
-        changes.update(revenue_changes(months, previous, written, set(previous_files)))
+        rows = warehouse.month_row_counts(GOLD_REVENUE_BY_BRAND, months)
+        observed = revenue_out.values_or_none_written(lambda: sum(rows.values()))
+        changes.update(
+            revenue_changes(
+                months,
+                previous,
+                written,
+                set(previous_files),
+                written_totals=written_figures(observed, rows, months),
+            )
+        )
         for month, change in changes.items():
             context.add_asset_metadata(
                 change.metadata(), asset_key=GOLD_REVENUE_BY_BRAND, partition_key=month
@@ -240,7 +256,6 @@ def gold_tables(
             + "; counting them on gold's read of silver."
         )
         source = Observed("gold_in", **month_totals(months))
-    revenue_out = Observed("gold_revenue", **per_month(months, REVENUE_SUMS))
     # The preview is read from the rows as written (a few small files), so that the aggregation
     # runs once, for the write, and is not cached for a second use.
     yield Output(
@@ -325,6 +340,27 @@ def of_month(
         for name in sums
         if _month_name(name, month) in observed
     }
+
+
+def written_figures(
+    observed: Mapping[str, object] | None, rows: Mapping[str, int], months: list[str]
+) -> dict[str, Figures] | None:
+    """What revenue_by_brand received per month: its rows from the Delta log, its revenue and
+    purchases from the write's observation (`per_month`); None when Spark reported no value for
+    a month, and the change against the replaced version then aggregates the rows written."""
+    if observed is None:
+        return None
+    figures = {}
+    for month in months:
+        sums = _totals(of_month(observed, month, REVENUE_SUMS), ("revenue", "purchases"))
+        if sums is None:
+            return None
+        figures[month] = Figures(
+            rows=rows.get(month, 0),
+            revenue=decimal.Decimal(sums["revenue"]).quantize(decimal.Decimal("0.01")),
+            purchases=int(sums["purchases"]),
+        )
+    return figures
 
 
 def _rows_written(warehouse: Warehouse, table: list[str], months: list[str]) -> Callable[[], int]:

@@ -177,12 +177,14 @@ def revenue_changes(
     written: DataFrame,
     rebuilt: Collection[str],
     limit: int = TOP_CHANGES,
+    written_totals: Mapping[str, Figures] | None = None,
 ) -> dict[str, MonthChange]:
     """Each month's change of gold/revenue_by_brand: totals before (``previous``, the replaced
-    version's rows; a month without them is a first build) and after (``written``), and the
+    version's rows; a month without them is a first build) and after (``written``; or
+    ``written_totals`` when the write already counted them, which saves a Spark job), and the
     ``limit`` brands whose revenue moved most, by absolute change. Spark aggregates; the driver
     gets one row per month and at most ``limit`` per rebuilt month."""
-    after = _totals(written)
+    after = dict(written_totals) if written_totals is not None else _totals(written)
     before = _totals(previous) if previous is not None else {}
     brands: dict[str, list[BrandChange]] = {}
     if previous is not None:

@@ -440,9 +440,11 @@ class SparkDeltaIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> DataFrame:
         months = list(context.asset_partition_keys) if context.has_asset_partitions else None
         with interrupts_stop_the_step():
-            return self.warehouse.read_months(
-                self.spark.spark_session, context.asset_key.path, months
+            # A step that starts the run's session starts it for the rows it reads.
+            session = self.spark.session_for(
+                lambda: self.warehouse.row_count(context.asset_key.path, months)
             )
+            return self.warehouse.read_months(session, context.asset_key.path, months)
 
 
 @dataclass(frozen=True)

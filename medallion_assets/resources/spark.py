@@ -35,6 +35,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -80,6 +81,38 @@ CONNECT_CLIENT_RETRIES = {"max_retries": 4, "initial_backoff": 100, "max_backoff
 # instances of one run (the assets' and the IO manager's) share one, as they share one classic
 # session, so DataFrames of one run never mix two server-side sessions.
 _OPEN_CONNECT_SESSIONS: dict[str, SparkSession] = {}
+
+# The driver JVM's quick compiler only (C1, no C2). A local JVM runs the tasks, and on a small
+# input the run is over before C2's optimised code pays back the CPU its compilations take from
+# them: a 1,000-row month through the CLI took 8.1 s with it against 10.2 s without, a 200,000-row
+# month 11.0 against 13.3 s, a 1M-row month 18.4 against 19.3 s; a 5M-row month took 55 s with it
+# against 35 s without (2 cores; whole processes alternated, 2-3 rounds each).
+QUICK_JIT_OPTION = "-XX:TieredStopAtLevel=1"
+# Up to this many rows a run's first Spark step starts its local JVM with `QUICK_JIT_OPTION`:
+# about half the measured break-even, which lies near a million rows.
+SMALL_INPUT_ROWS = 500_000
+_JIT_OPTIONS = ("TieredStopAtLevel", "TieredCompilation")
+
+
+def quick_jit(master: str, expected_rows: int | None, small_input_rows: int) -> bool:
+    """Whether a new session's JVM starts with `QUICK_JIT_OPTION`: on a local master (whose JVM
+    runs the tasks), when the first step's input is known and at most ``small_input_rows`` rows
+    (0: never)."""
+    return (
+        master.startswith("local")
+        and expected_rows is not None
+        and small_input_rows > 0
+        and expected_rows <= small_input_rows
+    )
+
+
+def with_java_option(config: dict[str, str], option: str) -> dict[str, str]:
+    """``config`` with ``option`` added to the driver's JVM options, unless those already choose
+    the JIT compilers themselves (a deployment's own choice is kept)."""
+    current = config.get("spark.driver.extraJavaOptions", "")
+    if any(name in current for name in _JIT_OPTIONS):
+        return config
+    return {**config, "spark.driver.extraJavaOptions": f"{current} {option}".strip()}
 
 
 def stop_classic(session: SparkSession) -> None:
@@ -240,7 +273,14 @@ class SparkSessionResource(PySparkResource):
     spark_config: dict[str, Any] = Field(
         default_factory=dict, description="Spark settings that override the project's defaults."
     )
+    small_input_rows: int = Field(
+        default=SMALL_INPUT_ROWS,
+        description="A local session started by a step that expects at most this many input rows "
+        "runs its JVM with the quick JIT compiler only, which saves about 2 s on a small month "
+        "and would cost a large one far more. 0: never.",
+    )
     _owns_session: bool = PrivateAttr(default=False)
+    _expected_rows: int | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings: Settings, **fields: Any) -> SparkSessionResource:
@@ -298,13 +338,23 @@ class SparkSessionResource(PySparkResource):
             # executor by the machine's external address. A deployment's own value is kept.
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         started = time.monotonic()
+        config = self.effective_config()
+        small = quick_jit(master, self._expected_rows, self.small_input_rows)
+        if small:
+            config = with_java_option(config, QUICK_JIT_OPTION)
         builder = SparkSession.builder.master(master).appName(self.app_name)
-        for key, value in self.effective_config().items():
+        for key, value in config.items():
             builder = builder.config(key, value)
         self._spark_session = builder.getOrCreate()
         self._owns_session = True
+        compilers = (
+            f", its JVM with the quick JIT compiler only (about {self._expected_rows:,} input "
+            "rows expected)"
+            if small
+            else ""
+        )
         get_dagster_logger().info(
-            f"Spark: a new session on {master} for this run, started in "
+            f"Spark: a new session on {master} for this run{compilers}, started in "
             f"{time.monotonic() - started:.1f} s; stopped when the run ends."
         )
 
@@ -349,6 +399,19 @@ class SparkSessionResource(PySparkResource):
         self._init_session()
         return self._spark_session
 
+    def session_for(self, rows: int | Callable[[], int | None] | None) -> SparkSession:
+        """The run's session, as `spark_session`; when this call is the one that starts a local
+        JVM, ``rows`` (the rows the step is about to read, estimated; or a function that gives
+        them, called only then) decides its JIT compilers (`quick_jit`). A session already
+        running, or a Connect endpoint, is used as it is."""
+        if (
+            self._spark_session is None
+            and not self.is_remote
+            and SparkSession.getActiveSession() is None
+        ):
+            self._expected_rows = rows() if callable(rows) else rows
+        return self.spark_session
+
     @property
     def spark_context(self):
         """The classic session's SparkContext; a Connect client has none (use the session)."""
@@ -375,3 +438,4 @@ class SparkSessionResource(PySparkResource):
             if remote and _OPEN_CONNECT_SESSIONS.get(remote) is session:
                 del _OPEN_CONNECT_SESSIONS[remote]
         self._spark_session = None
+        self._expected_rows = None

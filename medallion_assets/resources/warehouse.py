@@ -100,6 +100,14 @@ class Warehouse(ConfigurableResource):
             self.open_table(asset_path), months, partition_column=MONTH_COLUMN
         )
 
+    def row_count(self, asset_path: Sequence[str], months: Sequence[str] | None) -> int:
+        """Rows of the given months (None: the whole table), from the log; 0 for a table that does
+        not exist yet."""
+        if months is not None:
+            return sum(self.month_row_counts(asset_path, months).values())
+        table = self.open_table(asset_path)
+        return log.row_count(table) if table is not None else 0
+
     def month_null_counts(
         self, asset_path: Sequence[str], column: str, months: Sequence[str]
     ) -> dict[str, int | None]:
