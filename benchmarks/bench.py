@@ -92,6 +92,7 @@ CPU_SOURCES = {
 }
 SETTINGS_LABELS = {
     spark_settings.SHARED: "shared (the pipeline's)",
+    spark_settings.SHARED_SMALL: "shared, small input (the pipeline's)",
     spark_settings.SPARK_DEFAULTS: "Spark's defaults",
     None: "not Spark",
 }
@@ -131,11 +132,13 @@ VARIANTS: dict[str, Variant] = {
         spark_settings.SPARK_DEFAULTS,
     ),
     "duckdb": Variant("DuckDB, same three layers and row rules", "duckdb_baseline.py", None),
-    "pipeline_small": Variant("our pipeline, small month", None, spark_settings.SHARED, small=True),
+    "pipeline_small": Variant(
+        "our pipeline, small month", None, spark_settings.SHARED_SMALL, small=True
+    ),
     "notebook_small": Variant(
         "the notebook's approach, small month",
         "notebook_baseline.py",
-        spark_settings.SHARED,
+        spark_settings.SHARED_SMALL,
         small=True,
     ),
 }
@@ -775,6 +778,18 @@ def entry(
         "Shared Spark settings (benchmarks/spark_settings.py; every Spark run's were read back "
         "from its JVM's command line): " + spark_settings.describe(expected[spark_settings.SHARED]),
         "",
+        *(
+            [
+                "The small month's runs share the pipeline's settings for a small input, which "
+                "differ from those above in: "
+                + spark_settings.describe_difference(
+                    expected[spark_settings.SHARED], expected[spark_settings.SHARED_SMALL]
+                ),
+                "",
+            ]
+            if any(VARIANTS[name].small for name in runs)
+            else []
+        ),
         *(
             [
                 "Spark's best, its choices and the SQL settings it set at run time, as its last "

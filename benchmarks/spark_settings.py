@@ -34,8 +34,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 SHARED = "shared"
+# The pipeline's settings for a small input: `SHARED` with the JVM's quick compiler only, as
+# `SparkSessionResource.session_config` starts a session for at most `small_input_rows` rows.
+# The small month's runs share these.
+SHARED_SMALL = "shared-small"
 SPARK_DEFAULTS = "spark-defaults"
-CHOICES = (SHARED, SPARK_DEFAULTS)
+CHOICES = (SHARED, SHARED_SMALL, SPARK_DEFAULTS)
 
 # What the notebook's script has always set: a driver heap large enough for the month, and a
 # quiet console. Everything else is Spark's default (200 shuffle partitions, G1, no class archive).
@@ -68,11 +72,14 @@ def master(environ: Mapping[str, str] | None = None) -> str:
 
 
 def conf(settings: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The session settings of ``settings`` (`SHARED` or `SPARK_DEFAULTS`), the master included
-    as ``spark.master``."""
-    if settings == SHARED:
+    """The session settings of ``settings`` (one of `CHOICES`), the master included as
+    ``spark.master``."""
+    if settings in (SHARED, SHARED_SMALL):
         resource = _pipeline_resource(environ)
-        values = resource.effective_config()
+        # A small input: as many rows as the resource still calls small (0, never: `SHARED`).
+        values = resource.session_config(
+            resource.small_input_rows if settings == SHARED_SMALL else None
+        )
         return {"spark.master": resource.resolved_master(), **values}
     if settings == SPARK_DEFAULTS:
         return {"spark.master": master(environ), **SPARK_DEFAULTS_CONF}
@@ -80,7 +87,7 @@ def conf(settings: str, environ: Mapping[str, str] | None = None) -> dict[str, s
 
 
 def write_file(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
-    """Work out both sets of settings for ``environ`` and write them to ``path`` (JSON)."""
+    """Work out every set of settings for ``environ`` and write them to ``path`` (JSON)."""
     values = {settings: conf(settings, environ) for settings in CHOICES}
     path.write_text(json.dumps(values, indent=1, sort_keys=True))
     return values
@@ -102,7 +109,7 @@ def session(app_name: str, settings: str):
     from pyspark.sql import SparkSession
 
     values = resolved(settings)
-    if settings == SHARED and values["spark.master"].startswith("local"):
+    if settings in (SHARED, SHARED_SMALL) and values["spark.master"].startswith("local"):
         # The pipeline's resource names a local executor by loopback the same way (the JVM reads
         # it from its environment); see `SparkSessionResource._init_session`.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -141,6 +148,13 @@ def differences(expected: Mapping[str, str], launched: Mapping[str, str]) -> lis
 def describe(values: Mapping[str, str]) -> str:
     """``key=value`` pairs on one line, in key order."""
     return "; ".join(f"`{key}={value}`" for key, value in sorted(values.items()))
+
+
+def describe_difference(base: Mapping[str, str], other: Mapping[str, str]) -> str:
+    """The settings of ``other`` that ``base`` does not have, or has with another value, as
+    `describe` shows them; "none" when there are none."""
+    changed = {key: value for key, value in other.items() if base.get(key) != value}
+    return describe(changed) if changed else "none"
 
 
 if __name__ == "__main__":

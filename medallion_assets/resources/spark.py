@@ -312,6 +312,15 @@ class SparkSessionResource(PySparkResource):
         config.update({k: str(v) for k, v in self.spark_config.items()})
         return config
 
+    def session_config(self, expected_rows: int | None = None) -> dict[str, str]:
+        """The settings a new classic session starts with for a step that expects
+        ``expected_rows`` input rows (None: unknown): `effective_config`, with `QUICK_JIT_OPTION`
+        for a small input (`quick_jit`)."""
+        config = self.effective_config()
+        if quick_jit(self.resolved_master(), expected_rows, self.small_input_rows):
+            config = with_java_option(config, QUICK_JIT_OPTION)
+        return config
+
     def _init_session(self) -> None:
         remote = self.resolved_remote()
         if remote:
@@ -338,10 +347,8 @@ class SparkSessionResource(PySparkResource):
             # executor by the machine's external address. A deployment's own value is kept.
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         started = time.monotonic()
-        config = self.effective_config()
+        config = self.session_config(self._expected_rows)
         small = quick_jit(master, self._expected_rows, self.small_input_rows)
-        if small:
-            config = with_java_option(config, QUICK_JIT_OPTION)
         builder = SparkSession.builder.master(master).appName(self.app_name)
         for key, value in config.items():
             builder = builder.config(key, value)
