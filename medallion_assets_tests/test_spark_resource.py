@@ -12,6 +12,7 @@ from medallion_assets.definitions import build_defs
 from medallion_assets.resources.spark import (
     QUICK_JIT_OPTION,
     REMOTE_ENV,
+    SMALL_INPUT_CONF,
     SparkConnectUnavailable,
     SparkSessionResource,
     quick_jit,
@@ -128,6 +129,24 @@ def test_the_quick_compiler_is_added_to_the_driver_options_unless_they_choose_th
     assert with_java_option(own, QUICK_JIT_OPTION) == own
 
 
+def test_a_session_for_a_small_input_runs_without_adaptive_execution_on_one_partition():
+    resource = SparkSessionResource(master="local[*]", small_input_rows=500_000)
+    assert resource.session_config(None) == resource.effective_config()
+    assert resource.session_config(500_001) == resource.effective_config()
+    small = resource.session_config(1_000)
+    assert {k: small[k] for k in SMALL_INPUT_CONF} == {
+        "spark.sql.adaptive.enabled": "false",
+        "spark.sql.shuffle.partitions": "1",
+    }
+    assert small["spark.driver.extraJavaOptions"].endswith(QUICK_JIT_OPTION)
+    # A setting of the deployment's own is kept.
+    own = SparkSessionResource(
+        master="local[*]", spark_config={"spark.sql.shuffle.partitions": "4"}
+    ).session_config(1_000)
+    assert own["spark.sql.shuffle.partitions"] == "4"
+    assert own["spark.sql.adaptive.enabled"] == "false"
+
+
 def test_a_running_session_is_used_without_asking_for_the_input_size(spark):
     def size():
         raise AssertionError("asked for the input size of a session already running")
@@ -138,11 +157,12 @@ def test_a_running_session_is_used_without_asking_for_the_input_size(spark):
 
 
 @pytest.mark.slow
-def test_a_new_local_session_runs_its_jvm_with_the_quick_compiler_only_for_a_small_input(
+def test_a_new_local_session_is_set_for_a_small_input_only_when_its_input_is_small(
     tmp_path,
 ):
-    """In a fresh process per case: the JVM's own arguments say which compilers it runs, and the
-    size function is asked once, when the session starts."""
+    """In a fresh process per case: the JVM's own arguments say which compilers it runs, the
+    session whether adaptive execution is on, and the size function is asked once, when the
+    session starts."""
     script = textwrap.dedent(
         """
         import json, sys
@@ -159,7 +179,8 @@ def test_a_new_local_session_runs_its_jvm_with_the_quick_compiler_only_for_a_sma
         jvm = session.sparkContext._jvm
         arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
                          .getInputArguments())
-        print(json.dumps({"arguments": arguments, "asked": len(asked)}))
+        adaptive = session.conf.get("spark.sql.adaptive.enabled")
+        print(json.dumps({"arguments": arguments, "asked": len(asked), "adaptive": adaptive}))
         stop_classic(session)
         """
     )
@@ -181,6 +202,7 @@ def test_a_new_local_session_runs_its_jvm_with_the_quick_compiler_only_for_a_sma
     assert QUICK_JIT_OPTION not in seen[5_000_000]["arguments"]
     assert "-XX:+UseParallelGC" in seen[5_000_000]["arguments"]
     assert seen[1_000]["asked"] == seen[5_000_000]["asked"] == 1
+    assert (seen[1_000]["adaptive"], seen[5_000_000]["adaptive"]) == ("false", "true")
 
 
 def test_a_shared_session_is_reused_and_left_running(spark):

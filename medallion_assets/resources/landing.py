@@ -226,6 +226,7 @@ def estimated_rows(paths: Iterable[Path]) -> int | None:
         total += path.stat().st_size
     return total // ESTIMATED_LINE_BYTES
 
+
 def inside(directory: Path, path: Path) -> bool:
     try:
         path.resolve(strict=True).relative_to(directory.resolve(strict=True))
