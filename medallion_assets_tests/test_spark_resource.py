@@ -29,6 +29,21 @@ def spark_resource(**environ: str) -> SparkSessionResource:
     return build_defs(Settings.from_env(environ)).resources["spark"]
 
 
+def json_printed(script: str, cwd, env: dict[str, str], *args: str) -> tuple[dict, str]:
+    """Run ``script`` in a fresh Python process; the JSON of its last line of output, and its
+    standard error."""
+    completed = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1]), completed.stderr
+
+
 def test_the_master_comes_from_its_setting_and_defaults_to_local():
     assert spark_resource().resolved_master() == "local[*]"
     cluster = spark_resource(MEDALLION_SPARK_MASTER="spark://127.0.0.1:7077")
@@ -186,18 +201,7 @@ def test_a_new_local_session_is_set_for_a_small_input_only_when_its_input_is_sma
     )
     # Without the suite's own JVM options (conftest), which choose the quick compiler for all.
     env = {k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"}
-    seen = {}
-    for rows in (1_000, 5_000_000):
-        completed = subprocess.run(
-            [sys.executable, "-c", script, str(rows)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=tmp_path,
-            env=env,
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
-        seen[rows] = json.loads(completed.stdout.strip().splitlines()[-1])
+    seen = {rows: json_printed(script, tmp_path, env, str(rows))[0] for rows in (1_000, 5_000_000)}
     assert QUICK_JIT_OPTION in seen[1_000]["arguments"]
     assert QUICK_JIT_OPTION not in seen[5_000_000]["arguments"]
     assert "-XX:+UseParallelGC" in seen[5_000_000]["arguments"]
@@ -281,18 +285,9 @@ def test_a_local_session_names_its_executor_by_loopback_not_by_a_network_interfa
         """
     )
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_LOCAL_IP", "SPARK_REMOTE")}
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env=env,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    seen = json.loads(completed.stdout.strip().splitlines()[-1])
+    seen, stderr = json_printed(script, tmp_path, env)
     assert seen == {"variable": "127.0.0.1", "loopback": True}
-    assert "resolves to a loopback address" not in completed.stderr
+    assert "resolves to a loopback address" not in stderr
 
 
 def test_building_columns_sends_no_call_sites_to_the_jvm(spark, monkeypatch):
