@@ -361,20 +361,22 @@ class SparkSessionResource(PySparkResource):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         started = time.monotonic()
         config = self.session_config(self._expected_rows)
-        small = quick_jit(master, self._expected_rows, self.small_input_rows)
         builder = SparkSession.builder.master(master).appName(self.app_name)
         for key, value in config.items():
             builder = builder.config(key, value)
         self._spark_session = builder.getOrCreate()
         self._owns_session = True
-        compilers = (
-            f", set for a small input (about {self._expected_rows:,} rows expected: the JVM's "
-            "quick JIT compiler only, one shuffle partition)"
-            if small
+        # What the small input changed, as it was applied (a deployment's own settings win).
+        base = self.effective_config()
+        changed = [f"{k}={v}" for k, v in sorted(config.items()) if base.get(k) != v]
+        small = (
+            f", set for a small input (about {self._expected_rows:,} rows expected: "
+            f"{'; '.join(changed)})"
+            if changed
             else ""
         )
         get_dagster_logger().info(
-            f"Spark: a new session on {master} for this run{compilers}, started in "
+            f"Spark: a new session on {master} for this run{small}, started in "
             f"{time.monotonic() - started:.1f} s; stopped when the run ends."
         )
 
